@@ -1,0 +1,8 @@
+//! Rapport: a self-hosted CRM whose business rules are WebAssembly plugins.
+//!
+//! Start with `ARCHITECTURE.md` at the repository root for the map of the code.
+
+pub mod fixture;
+pub mod model;
+pub mod plugins;
+pub mod runner;

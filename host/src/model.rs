@@ -1,0 +1,478 @@
+//! Rapport's domain model: the one set of types the host thinks in.
+//!
+//! Every contract version's generated types convert to and from these at the plugin boundary
+//! (`plugins::v0_1_0`), so the rest of the host never matches on contract versions. Their serde
+//! form is the JSON users see: `rapport plugin run` inputs, fixtures, and the HTTP API.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A record's id within its organization; 0 for a record not stored yet.
+pub type Id = u64;
+
+/// Unix time in milliseconds, UTC.
+pub type Timestamp = i64;
+
+/// Free-form attributes: always a JSON object.
+pub type Attributes = Map<String, Value>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalId {
+    pub source: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LawfulBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterest,
+    PublicTask,
+    LegitimateInterest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    pub purpose: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    pub basis: LawfulBasis,
+    pub given_at: Timestamp,
+    #[serde(default)]
+    pub withdrawn_at: Option<Timestamp>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    #[serde(default)]
+    pub id: Id,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub distributor: Option<Id>,
+    #[serde(default)]
+    pub external_ids: Vec<ExternalId>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub consents: Vec<Consent>,
+    #[serde(default)]
+    pub attributes: Attributes,
+    #[serde(default)]
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub updated_at: Timestamp,
+}
+
+/// What kind of touchpoint an interaction is. An organization may use its own kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum InteractionKind {
+    Purchase,
+    Call,
+    Email,
+    Chat,
+    Ticket,
+    Visit,
+    Other(String),
+}
+
+impl From<String> for InteractionKind {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "purchase" => Self::Purchase,
+            "call" => Self::Call,
+            "email" => Self::Email,
+            "chat" => Self::Chat,
+            "ticket" => Self::Ticket,
+            "visit" => Self::Visit,
+            _ => Self::Other(s),
+        }
+    }
+}
+
+impl From<InteractionKind> for String {
+    fn from(k: InteractionKind) -> String {
+        k.as_str().to_owned()
+    }
+}
+
+impl InteractionKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::Call => "call",
+            Self::Email => "email",
+            Self::Chat => "chat",
+            Self::Ticket => "ticket",
+            Self::Visit => "visit",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TicketStatus {
+    Open,
+    Pending,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    pub status: TicketStatus,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub due_at: Option<Timestamp>,
+    #[serde(default)]
+    pub resolution: Option<String>,
+    #[serde(default)]
+    pub closed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interaction {
+    #[serde(default)]
+    pub id: Id,
+    pub customer: Id,
+    pub kind: InteractionKind,
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    pub occurred_at: Timestamp,
+    #[serde(default)]
+    pub amount: Option<Money>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub attributes: Attributes,
+    #[serde(default)]
+    pub ticket: Option<Ticket>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistributorStatus {
+    #[default]
+    Active,
+    Inactive,
+    Terminated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distributor {
+    #[serde(default)]
+    pub id: Id,
+    pub name: String,
+    #[serde(default)]
+    pub sponsor: Option<Id>,
+    #[serde(default)]
+    pub rank: Option<String>,
+    #[serde(default)]
+    pub status: DistributorStatus,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Branch {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Customer(Customer),
+    Interaction(Interaction),
+    Distributor(Distributor),
+    Branch(Branch),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub name: String,
+    pub role: String,
+}
+
+impl Default for Actor {
+    fn default() -> Self {
+        Actor { name: "admin".into(), role: "admin".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    #[default]
+    Api,
+    Import,
+    Merge,
+    Erase,
+    Action,
+    Console,
+}
+
+/// A write, as policies judge it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    pub operation: Operation,
+    #[serde(default)]
+    pub before: Option<Entity>,
+    #[serde(default)]
+    pub after: Option<Entity>,
+    #[serde(default)]
+    pub changed_fields: Vec<String>,
+    #[serde(default)]
+    pub actor: Actor,
+    #[serde(default)]
+    pub origin: Origin,
+    #[serde(default)]
+    pub depth: u32,
+    #[serde(default)]
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Denial {
+    pub reason: String,
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldPatch {
+    pub field: String,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Decision {
+    Allow,
+    Warn { message: String },
+    Deny(Denial),
+    Patch { patches: Vec<FieldPatch> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub customer: Id,
+    pub subject: String,
+    pub body: Option<String>,
+    pub category: Option<String>,
+    pub due_at: Option<Timestamp>,
+    pub assignee: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    pub customer: Id,
+    pub channel: String,
+    pub template: String,
+    pub variables: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub customer: Id,
+    pub distributor: Option<Id>,
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Action {
+    AddTag { customer: Id, tag: String },
+    OpenTask(Task),
+    QueueMessage(OutboundMessage),
+    Assign(Assignment),
+}
+
+/// An error a plugin reported itself (as opposed to a trap or a limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginFailure {
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl std::fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{} (field `{field}`)", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerPage {
+    pub items: Vec<Customer>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownlineMember {
+    pub distributor: Distributor,
+    pub depth: u32,
+}
+
+// ----- scorers -----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measure {
+    Count,
+    DistinctDays,
+    SumAmount,
+    FirstAt,
+    LastAt,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub measure: Measure,
+    #[serde(default)]
+    pub kinds: Vec<InteractionKind>,
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    #[serde(default)]
+    pub until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreDef {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScorerSpec {
+    pub features: Vec<Feature>,
+    pub scores: Vec<ScoreDef>,
+    pub labels: Vec<String>,
+    pub needs_fit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureBatch {
+    pub ids: Vec<Id>,
+    pub now: Timestamp,
+    pub columns: Vec<Column>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelColumn {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBatch {
+    pub scores: Vec<Column>,
+    pub labels: Vec<LabelColumn>,
+    pub explanations: Vec<LabelColumn>,
+}
+
+// ----- reporters -----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Text,
+    Integer,
+    Number,
+    Boolean,
+    Timestamp,
+    Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+}
+
+/// One cell; serialized as the plain JSON value (the column says its type).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    Null,
+    Boolean(bool),
+    Integer(i64),
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChartKind {
+    Bar,
+    Line,
+    Pie,
+    Tree,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    pub kind: ChartKind,
+    pub title: Option<String>,
+    pub x: String,
+    pub y: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub title: Option<String>,
+    pub columns: Vec<ReportColumn>,
+    pub rows: Vec<Vec<Cell>>,
+    pub chart: Option<Chart>,
+}

@@ -1,0 +1,463 @@
+//! The plugin runtime: the only part of Rapport that knows wasmtime.
+//!
+//! One [`Runtime`] per process holds the `Engine`, the linker of every contract version, the
+//! compiled-component cache (on disk by sha256, in memory shared by every organization that
+//! installs the same bytes) and the instance slots. Every call gets a fresh instance from an
+//! `InstancePre` in the pooling allocator, its own limits, and a [`Trace`] of what it did.
+
+mod admission;
+mod cache;
+mod data;
+mod error;
+mod limits;
+mod permits;
+mod state;
+mod v0_1_0;
+mod weigh;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+pub use admission::Inspection;
+pub use data::{DataError, DataSource, Empty};
+pub use error::{AdmissionError, CallError, Failure};
+pub use limits::Limits;
+pub use state::{Level, LogLine};
+
+use crate::model;
+use state::{HostCallLimit, State};
+use weigh::Weigh;
+
+/// The most items one store query returns to a plugin.
+pub const MAX_PAGE: u32 = 500;
+
+/// Largest wasm stack of a call. Calls must run on threads with more native stack than this
+/// (tokio's blocking threads have 2 MiB): running out of the host thread's stack aborts.
+pub const MAX_WASM_STACK: usize = 512 << 10;
+
+/// The three kinds of plugin: a component implements exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Policy,
+    Scorer,
+    Reporter,
+}
+
+impl World {
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Policy => "policy",
+            World::Scorer => "scorer",
+            World::Reporter => "reporter",
+        }
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How CPU time is bounded. Chosen per runtime because it is part of the compiled code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meter {
+    /// Epoch interruption: a deadline in wall-clock ticks. Cheapest; the server's choice.
+    Epoch,
+    /// Fuel: a deterministic instruction budget, reported per call. `plugin run`'s choice.
+    Fuel,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub meter: Meter,
+    /// Where compiled components are kept across restarts; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may exist at once (pool slots); further calls wait for a slot.
+    pub max_instances: u32,
+    /// The hard ceiling on any call's memory limit (pool slot size).
+    pub max_memory_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { meter: Meter::Epoch, cache_dir: None, max_instances: 64, max_memory_bytes: 256 << 20 }
+    }
+}
+
+/// Epoch tick length: CPU limits are enforced to this resolution.
+const TICK: Duration = Duration::from_millis(1);
+
+pub struct Runtime {
+    inner: Arc<Inner>,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+struct Inner {
+    engine: Engine,
+    meter: Meter,
+    linker: Linker<State>,
+    cache: cache::DiskCache,
+    loaded: Mutex<HashMap<[u8; 32], Weak<Loaded>>>,
+    permits: permits::Permits,
+}
+
+/// A compiled component, checked against its world, ready to instantiate. Shared by every
+/// organization that installed the same bytes.
+struct Loaded {
+    inspection: Inspection,
+    pre: Prepared,
+}
+
+/// One variant per contract version this host runs.
+enum Prepared {
+    V0_1(v0_1_0::Pre),
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::default();
+        let slots = config.max_instances;
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .max_memory_size(config.max_memory_bytes)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .strategy(wasmtime::Strategy::Cranelift)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        match config.meter {
+            Meter::Epoch => wasm.epoch_interruption(true),
+            Meter::Fuel => wasm.consume_fuel(true),
+        };
+        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
+
+        let mut linker = Linker::new(&engine);
+        link_wasi_stubs(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI stubs: {e}"))?;
+        v0_1_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking contract 0.1: {e}"))?;
+
+        let ticker = (config.meter == Meter::Epoch).then(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let engine = engine.clone();
+            let flag = stop.clone();
+            let handle = std::thread::Builder::new()
+                .name("rapport-epoch".into())
+                .spawn(move || {
+                    while !flag.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .expect("spawn the epoch ticker thread");
+            (stop, handle)
+        });
+
+        let cache = cache::DiskCache::new(config.cache_dir, &engine)?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                meter: config.meter,
+                linker,
+                cache,
+                loaded: Mutex::new(HashMap::new()),
+                permits: permits::Permits::new(slots as usize),
+            }),
+            ticker,
+        })
+    }
+
+    pub fn meter(&self) -> Meter {
+        self.inner.meter
+    }
+
+    /// Validate and compile a component (or take it from the cache) and check it against its
+    /// world. What `rapport plugin check` and every installation run.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, AdmissionError> {
+        let hash = cache::sha256(bytes);
+        let existing = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).and_then(Weak::upgrade);
+        let loaded = match existing {
+            Some(loaded) => loaded,
+            None => {
+                admission::validate(bytes)?;
+                let component = self.inner.cache.component(&self.inner.engine, &hash, bytes)?;
+                let inspection = admission::inspect(&self.inner.engine, &component, hash)?;
+                let pre = match inspection.version {
+                    (0, 1, _) => {
+                        Prepared::V0_1(v0_1_0::Pre::new(&self.inner.linker, &component, inspection.world).map_err(
+                            |e| AdmissionError::Mismatch {
+                                world: inspection.world.name(),
+                                version: inspection.version_string(),
+                                detail: format!("{e:#}"),
+                            },
+                        )?)
+                    }
+                    _ => unreachable!("admission::inspect refuses versions without a host module"),
+                };
+                let loaded = Arc::new(Loaded { inspection, pre });
+                let mut map = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner());
+                map.retain(|_, w| w.strong_count() > 0);
+                map.insert(hash, Arc::downgrade(&loaded));
+                loaded
+            }
+        };
+        Ok(Plugin { name: name.to_owned(), loaded, rt: self.inner.clone() })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The WASI interfaces Rust's std on `wasm32-wasip2` imports even when a plugin never uses them,
+/// backed by a context that grants nothing (see `State`). Nothing else of WASI is linked: a
+/// component that imports files, sockets, clocks or randomness is refused at admission.
+fn link_wasi_stubs(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::WasiCli;
+    use wasmtime_wasi::p2::bindings::{cli, sync::io};
+
+    struct Io;
+    impl wasmtime::component::HasData for Io {
+        type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+    }
+
+    let l = linker;
+    cli::environment::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::exit::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::stdin::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::stdout::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::stderr::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::terminal_input::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::terminal_output::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::terminal_stdin::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::terminal_stdout::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    cli::terminal_stderr::add_to_linker::<State, WasiCli>(l, <State as wasmtime_wasi::cli::WasiCliView>::cli)?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<State, Io>(l, State::table)?;
+    io::poll::add_to_linker::<State, Io>(l, State::table)?;
+    io::streams::add_to_linker::<State, Io>(l, State::table)?;
+    Ok(())
+}
+
+/// What one organization's call brings: its data, the plugin's config for it, its limits.
+#[derive(Clone)]
+pub struct CallContext {
+    pub data: Arc<dyn DataSource>,
+    /// The plugin's configuration, a JSON object.
+    pub config: Arc<str>,
+    pub limits: Limits,
+}
+
+impl CallContext {
+    pub fn new(data: Arc<dyn DataSource>, config: &Value, limits: Limits) -> CallContext {
+        CallContext { data, config: config.to_string().into(), limits }
+    }
+}
+
+/// What a call did: kept in the execution trace and printed by `plugin run`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Trace {
+    pub duration_us: u64,
+    /// Fuel consumed (instructions, roughly); only under [`Meter::Fuel`].
+    pub fuel: Option<u64>,
+    pub host_calls: u32,
+    pub peak_memory_bytes: usize,
+    pub logs: Vec<LogLine>,
+    /// Log lines past the limit, counted but not kept.
+    pub dropped_logs: usize,
+}
+
+/// A successful call's result and its trace.
+#[derive(Debug, Clone)]
+pub struct Called<T> {
+    pub value: T,
+    pub trace: Trace,
+}
+
+/// A loaded plugin: cheap to clone, safe to call from many threads at once.
+#[derive(Clone)]
+pub struct Plugin {
+    name: String,
+    loaded: Arc<Loaded>,
+    rt: Arc<Inner>,
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn info(&self) -> &Inspection {
+        &self.loaded.inspection
+    }
+
+    pub fn world(&self) -> World {
+        self.loaded.inspection.world
+    }
+
+    pub fn before(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<model::Decision>, CallError> {
+        self.call(ctx, |pre, store| match pre {
+            Prepared::V0_1(p) => p.before(store, change),
+        })
+    }
+
+    pub fn after(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<Vec<model::Action>>, CallError> {
+        self.call(ctx, |pre, store| match pre {
+            Prepared::V0_1(p) => p.after(store, change),
+        })
+    }
+
+    pub fn describe(&self, ctx: &CallContext) -> Result<Called<model::ScorerSpec>, CallError> {
+        self.call(ctx, |pre, store| match pre {
+            Prepared::V0_1(p) => p.describe(store),
+        })
+    }
+
+    pub fn fit(&self, ctx: &CallContext, population: &model::FeatureBatch) -> Result<Called<Vec<u8>>, CallError> {
+        self.call(ctx, |pre, store| match pre {
+            Prepared::V0_1(p) => p.fit(store, population),
+        })
+    }
+
+    pub fn score(
+        &self,
+        ctx: &CallContext,
+        batch: &model::FeatureBatch,
+        model: &[u8],
+    ) -> Result<Called<model::ScoreBatch>, CallError> {
+        self.call(ctx, |pre, store| match pre {
+            Prepared::V0_1(p) => p.score(store, batch, model),
+        })
+    }
+
+    pub fn run_report(&self, ctx: &CallContext, params: &Value) -> Result<Called<model::Report>, CallError> {
+        self.call(ctx, |pre, store| match pre {
+            Prepared::V0_1(p) => p.run(store, params),
+        })
+    }
+
+    /// One call on a fresh instance: wait for a pool slot, set the limits, run, classify.
+    fn call<T: Weigh>(
+        &self,
+        ctx: &CallContext,
+        f: impl FnOnce(&Prepared, &mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
+    ) -> Result<Called<T>, CallError> {
+        let rt = &self.rt;
+        let limits = &ctx.limits;
+        let _slot = rt.permits.acquire();
+        let mut store = Store::new(&rt.engine, State::new(ctx.data.clone(), ctx.config.clone(), limits));
+        store.limiter(|s| &mut s.limiter);
+        match rt.meter {
+            Meter::Fuel => store.set_fuel(limits.fuel).expect("fuel is enabled under Meter::Fuel"),
+            Meter::Epoch => {
+                let ticks = limits.cpu_time.as_micros().div_ceil(TICK.as_micros()).max(1) as u64;
+                store.set_epoch_deadline(ticks);
+                store.epoch_deadline_trap();
+            }
+        }
+
+        let start = Instant::now();
+        let result = f(&self.loaded.pre, &mut store);
+        let duration = start.elapsed();
+        let fuel = match rt.meter {
+            Meter::Fuel => Some(limits.fuel - store.get_fuel().unwrap_or(0)),
+            Meter::Epoch => None,
+        };
+        let state = store.into_data();
+        let trace = Trace {
+            duration_us: duration.as_micros() as u64,
+            fuel,
+            host_calls: state.host_calls,
+            peak_memory_bytes: state.limiter.peak_memory,
+            logs: state.logs.clone(),
+            dropped_logs: state.dropped_logs,
+        };
+
+        let failure = match result {
+            Ok(Ok(value)) => {
+                let size = value.weight();
+                if size <= limits.output_bytes {
+                    return Ok(Called { value, trace });
+                }
+                Failure::Output { size, limit: limits.output_bytes }
+            }
+            Ok(Err(failure)) => failure,
+            Err(error) => classify(error, &state, limits, rt.meter),
+        };
+        Err(CallError { plugin: self.name.clone(), failure, trace })
+    }
+}
+
+/// Turn a wasmtime error into the failure the author needs to see. Limits are recognised first
+/// (the guest often turns a refused allocation into a trap of its own), then trap codes.
+fn classify(error: wasmtime::Error, state: &State, limits: &Limits, meter: Meter) -> Failure {
+    if error.is::<HostCallLimit>() {
+        return Failure::HostCalls { limit: limits.host_calls };
+    }
+    if let Some(data_error) = error.downcast_ref::<DataError>() {
+        return Failure::Host { message: data_error.to_string() };
+    }
+    match state.limiter.hit {
+        Some(limits::Hit::Memory { requested }) => {
+            return Failure::Memory {
+                limit_mib: limits.memory_bytes >> 20,
+                requested_mib: requested.div_ceil(1 << 20),
+            };
+        }
+        Some(limits::Hit::Table { .. }) => return Failure::Table { limit: limits.table_elements },
+        None => {}
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) | Some(Trap::Interrupt) => Failure::Cpu {
+            limit: match meter {
+                Meter::Fuel => format!("{} fuel", limits.fuel),
+                Meter::Epoch => format!("{} ms", limits.cpu_time.as_millis()),
+            },
+        },
+        Some(Trap::StackOverflow) => Failure::Stack { limit_kib: MAX_WASM_STACK >> 10 },
+        Some(trap) => {
+            // A Rust plugin's panic reaches us as `unreachable`; the SDK logged its message first.
+            let said = state
+                .logs
+                .iter()
+                .rev()
+                .find(|l| l.level == Level::Error)
+                .map(|l| format!("; its last error log: {}", l.message))
+                .unwrap_or_default();
+            Failure::Trap { message: format!("{trap}{said}") }
+        }
+        None => {
+            // wasmtime reports the instance/memory/table count limits as a plain message
+            // ("resource limit exceeded: instance count too high at 65"); tests pin the wording.
+            let message = format!("{error:#}");
+            match message.split("resource limit exceeded: ").nth(1) {
+                Some(rest) => Failure::Instances { detail: rest.to_owned() },
+                None => Failure::Trap { message },
+            }
+        }
+    }
+}
+
+/// Components that cross organizations are shared; count them for density reports and tests.
+pub fn loaded_count(rt: &Runtime) -> usize {
+    rt.inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|w| w.strong_count() > 0).count()
+}
