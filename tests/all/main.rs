@@ -1,0 +1,49 @@
+//! Rapport's integration tests: one binary (each links wasmtime), a module per area. Plugins are
+//! real components built from source by `rapport-test-plugins`.
+
+mod cli;
+mod examples;
+mod runtime;
+
+use std::sync::Arc;
+
+use rapport::fixture::Fixture;
+use rapport::model::{Change, Customer, Entity, Operation};
+use rapport::plugins::{CallContext, Limits, Meter, Plugin, Runtime, RuntimeConfig, World};
+use serde_json::{Value, json};
+
+pub fn runtime(meter: Meter) -> Runtime {
+    Runtime::new(RuntimeConfig { meter, max_instances: 8, ..RuntimeConfig::default() }).expect("runtime starts")
+}
+
+pub fn load(rt: &Runtime, path: &str) -> Plugin {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let name = std::path::Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();
+    rt.load(&name, &bytes).unwrap_or_else(|e| panic!("{path} is refused: {e}"))
+}
+
+pub fn ctx(world: World, config: Value) -> CallContext {
+    CallContext::new(Arc::new(Fixture::default()), &config, Limits::for_world(world))
+}
+
+pub fn ctx_with(fixture: Fixture, world: World, config: Value) -> CallContext {
+    CallContext::new(Arc::new(fixture), &config, Limits::for_world(world))
+}
+
+pub fn create_customer(customer: Value) -> Change {
+    let customer: Customer = serde_json::from_value(customer).expect("a valid customer");
+    Change {
+        operation: Operation::Create,
+        before: None,
+        after: Some(Entity::Customer(customer)),
+        changed_fields: Vec::new(),
+        actor: Default::default(),
+        origin: Default::default(),
+        depth: 0,
+        at: 1_700_000_000_000,
+    }
+}
+
+pub fn attack(name: &str) -> Value {
+    json!({ "attack": name })
+}
