@@ -185,7 +185,7 @@ fn run(
             println!("{}", serde_json::to_string_pretty(&out).expect("run output serializes"));
             ExitCode::SUCCESS
         }
-        Err(RunError::Input { .. }) => fail(EXIT_INPUT, run.run(&input).err().expect("same input fails again")),
+        Err(e @ RunError::Input { .. }) => fail(EXIT_INPUT, e),
         Err(RunError::Call(e)) => {
             for line in &e.trace.logs {
                 eprintln!("plugin log [{:?}] {}", line.level, line.message);

@@ -408,8 +408,23 @@ pub struct FeatureBatch {
     pub columns: Vec<Column>,
 }
 
+/// A label per customer, dictionary-encoded (see `label-column` in the contract).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelColumn {
+    pub name: String,
+    pub categories: Vec<String>,
+    pub codes: Vec<u32>,
+}
+
+impl LabelColumn {
+    /// The label of the customer at position `i` (codes are validated at the boundary).
+    pub fn get(&self, i: usize) -> &str {
+        &self.categories[self.codes[i] as usize]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextColumn {
     pub name: String,
     pub values: Vec<String>,
 }
@@ -418,7 +433,7 @@ pub struct LabelColumn {
 pub struct ScoreBatch {
     pub scores: Vec<Column>,
     pub labels: Vec<LabelColumn>,
-    pub explanations: Vec<LabelColumn>,
+    pub explanations: Vec<TextColumn>,
 }
 
 // ----- reporters -----

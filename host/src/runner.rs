@@ -128,7 +128,8 @@ impl Run {
     /// describe → features → fit (when asked) → score in batches: what a rescore does.
     fn score(&self, ctx: &CallContext, input: ScorerInput) -> Result<(Value, Vec<CallSummary>), RunError> {
         let mut calls = Vec::new();
-        let spec = self.plugin.describe(ctx)?;
+        let mut session = self.plugin.session(ctx);
+        let spec = session.describe()?;
         calls.push(CallSummary { export: "describe", trace: spec.trace });
         let spec = spec.value;
 
@@ -144,7 +145,7 @@ impl Run {
 
         let model = if spec.needs_fit {
             let population = self.fixture.features(&all, &spec.features, now);
-            let fitted = self.plugin.fit(ctx, &population)?;
+            let fitted = session.fit(population)?;
             calls.push(CallSummary { export: "fit", trace: fitted.trace });
             fitted.value
         } else {
@@ -154,24 +155,25 @@ impl Run {
         let mut rows = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(input.batch_size.unwrap_or(1000).max(1)) {
             let batch = self.fixture.features(chunk, &spec.features, now);
-            let scored = self.plugin.score(ctx, &batch, &model)?;
+            let scored = session.score(batch, &model)?;
             calls.push(CallSummary { export: "score", trace: scored.trace });
             let out = scored.value;
             for (i, id) in chunk.iter().enumerate() {
                 let column_map = |cols: &[crate::model::Column]| {
                     cols.iter().map(|c| (c.name.clone(), number(c.values[i]))).collect::<Map<_, _>>()
                 };
-                let text_map = |cols: &[crate::model::LabelColumn]| {
-                    cols.iter()
-                        .filter(|c| !c.values[i].is_empty())
-                        .map(|c| (c.name.clone(), Value::from(c.values[i].clone())))
-                        .collect::<Map<_, _>>()
-                };
+                let labels: Map<_, _> = out.labels.iter().map(|c| (c.name.clone(), Value::from(c.get(i)))).collect();
+                let explanations: Map<_, _> = out
+                    .explanations
+                    .iter()
+                    .filter(|c| !c.values[i].is_empty())
+                    .map(|c| (c.name.clone(), Value::from(c.values[i].clone())))
+                    .collect();
                 rows.push(json!({
                     "customer": id,
                     "scores": column_map(&out.scores),
-                    "labels": text_map(&out.labels),
-                    "explanations": text_map(&out.explanations),
+                    "labels": labels,
+                    "explanations": explanations,
                 }));
             }
         }

@@ -175,3 +175,47 @@ fn many_calls_at_once_queue_for_pool_slots_instead_of_failing() {
         }
     });
 }
+
+fn batch(ids: &[u64]) -> rapport::model::FeatureBatch {
+    rapport::model::FeatureBatch { ids: ids.to_vec(), now: 0, columns: Vec::new() }
+}
+
+#[test]
+fn malformed_score_batches_are_refused_with_the_reason() {
+    let rt = runtime(Meter::Fuel);
+    let scorer = load(&rt, wasm::HOSTILE_SCORER);
+    for (name, expected) in [
+        ("infinite", "score `x` is infinite for the customer at position 0"),
+        ("short", "score column `x` has 2 values for a batch of 3 customers"),
+        ("bad-code", "label `l` has code 7 at position 0, but only 1 categories"),
+    ] {
+        let mut session = scorer.session(&ctx(World::Scorer, attack(name)));
+        let err = session.score(batch(&[1, 2, 3]), &[]).unwrap_err();
+        assert_eq!(err.failure.code(), "bad_output", "{name}: {err}");
+        assert!(err.to_string().contains(expected), "{name}: {err}");
+    }
+}
+
+#[test]
+fn a_session_meters_each_call_and_recovers_after_a_trap() {
+    let rt = runtime(Meter::Fuel);
+    let scorer = load(&rt, wasm::HOSTILE_SCORER);
+    let mut good = scorer.session(&ctx(World::Scorer, attack("none")));
+    let first = good.score(batch(&[1, 2]), &[]).unwrap();
+    let second = good.score(batch(&[3, 4]), &[]).unwrap();
+    let third = good.score(batch(&[5, 6]), &[]).unwrap();
+    assert_eq!(first.value.scores[0].values, [1.0, 1.0]);
+    // The first call also runs the guest's one-time setup; later calls are metered alike, each
+    // from a full budget.
+    assert!(first.trace.fuel > second.trace.fuel);
+    assert_eq!(second.trace.fuel, third.trace.fuel, "each call has its own budget and count");
+    drop(good);
+
+    let mut panicking = scorer.session(&ctx(World::Scorer, attack("panic")));
+    for _ in 0..2 {
+        // The trapped instance is dropped; the next call gets a fresh one (and traps again).
+        let err = panicking.score(batch(&[1]), &[]).unwrap_err();
+        assert!(err.to_string().contains("hostile scorer panicked on purpose"), "{err}");
+    }
+    assert!(panicking.describe().is_ok(), "describe works on the fresh instance");
+}

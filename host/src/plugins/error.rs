@@ -12,8 +12,9 @@ use super::Trace;
 pub struct CallError {
     pub plugin: String,
     pub failure: Failure,
-    /// What the call did before it failed (duration, fuel, log lines).
-    pub trace: Trace,
+    /// What the call did before it failed (duration, fuel, log lines). Boxed: errors travel
+    /// through `Result`s on the hot path and should stay small.
+    pub trace: Box<Trace>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -95,6 +95,10 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Memory a pool slot keeps resident between instances (a small Rust plugin's stack and data
+/// sit around its first 1.2 MiB).
+const KEEP_RESIDENT: usize = 2 << 20;
+
 /// Epoch tick length: CPU limits are enforced to this resolution.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -135,7 +139,13 @@ impl Runtime {
             .max_memory_size(config.max_memory_bytes)
             .max_core_instances_per_component(32)
             .max_memories_per_component(4)
-            .max_tables_per_component(8);
+            .max_tables_per_component(8)
+            // A fresh instance per call would page-fault its stack and data back in every time if
+            // the pool returned slots with madvise. Keep slots resident and, where the kernel has
+            // PAGEMAP_SCAN (Linux 6.7+), reset only the pages the last call dirtied.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
@@ -315,58 +325,66 @@ impl Plugin {
     }
 
     pub fn before(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<model::Decision>, CallError> {
-        self.call(ctx, |pre, store| match pre {
-            Prepared::V0_1(p) => p.before(store, change),
+        self.call(ctx, |live, store| match live {
+            Live::V0_1(l) => l.before(store, change),
         })
     }
 
     pub fn after(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<Vec<model::Action>>, CallError> {
-        self.call(ctx, |pre, store| match pre {
-            Prepared::V0_1(p) => p.after(store, change),
-        })
-    }
-
-    pub fn describe(&self, ctx: &CallContext) -> Result<Called<model::ScorerSpec>, CallError> {
-        self.call(ctx, |pre, store| match pre {
-            Prepared::V0_1(p) => p.describe(store),
-        })
-    }
-
-    pub fn fit(&self, ctx: &CallContext, population: &model::FeatureBatch) -> Result<Called<Vec<u8>>, CallError> {
-        self.call(ctx, |pre, store| match pre {
-            Prepared::V0_1(p) => p.fit(store, population),
-        })
-    }
-
-    pub fn score(
-        &self,
-        ctx: &CallContext,
-        batch: &model::FeatureBatch,
-        model: &[u8],
-    ) -> Result<Called<model::ScoreBatch>, CallError> {
-        self.call(ctx, |pre, store| match pre {
-            Prepared::V0_1(p) => p.score(store, batch, model),
+        self.call(ctx, |live, store| match live {
+            Live::V0_1(l) => l.after(store, change),
         })
     }
 
     pub fn run_report(&self, ctx: &CallContext, params: &Value) -> Result<Called<model::Report>, CallError> {
-        self.call(ctx, |pre, store| match pre {
-            Prepared::V0_1(p) => p.run(store, params),
+        self.call(ctx, |live, store| match live {
+            Live::V0_1(l) => l.run(store, params),
         })
     }
 
-    /// One call on a fresh instance: wait for a pool slot, set the limits, run, classify.
+    /// A scorer's calls for one rescore share one instance: `describe`, `fit`, then `score` per
+    /// batch. Each call still gets its own CPU budget, host-call count and trace; memory is the
+    /// instance's. A rescore serves one organization with one config, so nothing crosses
+    /// organizations, and the instance's heap stays warm instead of faulting in per batch.
+    pub fn session(&self, ctx: &CallContext) -> Session<'_> {
+        Session { plugin: self, ctx: ctx.clone(), live: None, _slot: self.rt.permits.acquire() }
+    }
+
+    fn new_store(&self, ctx: &CallContext) -> Store<State> {
+        let mut store = Store::new(&self.rt.engine, State::new(ctx.data.clone(), ctx.config.clone(), &ctx.limits));
+        store.limiter(|s| &mut s.limiter);
+        store
+    }
+
+    fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Live> {
+        Ok(match &self.loaded.pre {
+            Prepared::V0_1(pre) => Live::V0_1(pre.instantiate(store)?),
+        })
+    }
+
+    /// One call on a fresh instance: wait for a pool slot, instantiate, call, classify.
     fn call<T: Weigh>(
         &self,
         ctx: &CallContext,
-        f: impl FnOnce(&Prepared, &mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
+        f: impl FnOnce(&Live, &mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
     ) -> Result<Called<T>, CallError> {
-        let rt = &self.rt;
-        let limits = &ctx.limits;
-        let _slot = rt.permits.acquire();
-        let mut store = Store::new(&rt.engine, State::new(ctx.data.clone(), ctx.config.clone(), limits));
-        store.limiter(|s| &mut s.limiter);
-        match rt.meter {
+        let _slot = self.rt.permits.acquire();
+        let mut store = self.new_store(ctx);
+        self.metered(&mut store, &ctx.limits, |store| {
+            let live = self.instantiate(store)?;
+            f(&live, store)
+        })
+    }
+
+    /// Run `f` under the call's limits, then weigh its output or classify its failure.
+    fn metered<T: Weigh>(
+        &self,
+        store: &mut Store<State>,
+        limits: &Limits,
+        f: impl FnOnce(&mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
+    ) -> Result<Called<T>, CallError> {
+        let meter = self.rt.meter;
+        match meter {
             Meter::Fuel => store.set_fuel(limits.fuel).expect("fuel is enabled under Meter::Fuel"),
             Meter::Epoch => {
                 let ticks = limits.cpu_time.as_micros().div_ceil(TICK.as_micros()).max(1) as u64;
@@ -374,21 +392,22 @@ impl Plugin {
                 store.epoch_deadline_trap();
             }
         }
+        store.data_mut().start_call();
 
         let start = Instant::now();
-        let result = f(&self.loaded.pre, &mut store);
+        let result = f(store);
         let duration = start.elapsed();
-        let fuel = match rt.meter {
+        let fuel = match meter {
             Meter::Fuel => Some(limits.fuel - store.get_fuel().unwrap_or(0)),
             Meter::Epoch => None,
         };
-        let state = store.into_data();
+        let state = store.data_mut();
         let trace = Trace {
             duration_us: duration.as_micros() as u64,
             fuel,
             host_calls: state.host_calls,
             peak_memory_bytes: state.limiter.peak_memory,
-            logs: state.logs.clone(),
+            logs: std::mem::take(&mut state.logs),
             dropped_logs: state.dropped_logs,
         };
 
@@ -401,15 +420,82 @@ impl Plugin {
                 Failure::Output { size, limit: limits.output_bytes }
             }
             Ok(Err(failure)) => failure,
-            Err(error) => classify(error, &state, limits, rt.meter),
+            Err(error) => classify(error, state, &trace, limits, meter),
         };
-        Err(CallError { plugin: self.name.clone(), failure, trace })
+        Err(CallError { plugin: self.name.clone(), failure, trace: Box::new(trace) })
     }
+}
+
+/// An instance kept for a sequence of calls from one organization (see [`Plugin::session`]).
+/// Holds a pool slot for its lifetime. After a trap the instance cannot be entered again, so the
+/// session drops it and the next call starts a fresh one.
+pub struct Session<'p> {
+    plugin: &'p Plugin,
+    ctx: CallContext,
+    live: Option<(Store<State>, Live)>,
+    _slot: permits::Permit<'p>,
+}
+
+impl Session<'_> {
+    pub fn describe(&mut self) -> Result<Called<model::ScorerSpec>, CallError> {
+        self.call(|live, store| match live {
+            Live::V0_1(l) => l.describe(store),
+        })
+    }
+
+    /// Batches are taken by value: they are moved into the call, not copied.
+    pub fn fit(&mut self, population: model::FeatureBatch) -> Result<Called<Vec<u8>>, CallError> {
+        self.call(|live, store| match live {
+            Live::V0_1(l) => l.fit(store, population),
+        })
+    }
+
+    pub fn score(&mut self, batch: model::FeatureBatch, model: &[u8]) -> Result<Called<model::ScoreBatch>, CallError> {
+        self.call(|live, store| match live {
+            Live::V0_1(l) => l.score(store, batch, model),
+        })
+    }
+
+    fn call<T: Weigh>(
+        &mut self,
+        f: impl FnOnce(&Live, &mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
+    ) -> Result<Called<T>, CallError> {
+        let plugin = self.plugin;
+        let result = match self.live.take() {
+            Some((mut store, live)) => {
+                let result = plugin.metered(&mut store, &self.ctx.limits, |store| f(&live, store));
+                self.live = Some((store, live));
+                result
+            }
+            None => {
+                let mut store = plugin.new_store(&self.ctx);
+                let mut live = None;
+                let result = plugin.metered(&mut store, &self.ctx.limits, |store| {
+                    let instance = live.insert(plugin.instantiate(store)?);
+                    f(instance, store)
+                });
+                self.live = live.map(|live| (store, live));
+                result
+            }
+        };
+        if let Err(e) = &result
+            && !matches!(e.failure, Failure::Plugin(_) | Failure::BadOutput { .. } | Failure::Output { .. })
+        {
+            // A trap or a limit: the instance is poisoned (or its memory is at the limit).
+            self.live = None;
+        }
+        result
+    }
+}
+
+/// One variant per contract version: a live instance of that version's bindings.
+enum Live {
+    V0_1(v0_1_0::Live),
 }
 
 /// Turn a wasmtime error into the failure the author needs to see. Limits are recognised first
 /// (the guest often turns a refused allocation into a trap of its own), then trap codes.
-fn classify(error: wasmtime::Error, state: &State, limits: &Limits, meter: Meter) -> Failure {
+fn classify(error: wasmtime::Error, state: &State, trace: &Trace, limits: &Limits, meter: Meter) -> Failure {
     if error.is::<HostCallLimit>() {
         return Failure::HostCalls { limit: limits.host_calls };
     }
@@ -436,7 +522,7 @@ fn classify(error: wasmtime::Error, state: &State, limits: &Limits, meter: Meter
         Some(Trap::StackOverflow) => Failure::Stack { limit_kib: MAX_WASM_STACK >> 10 },
         Some(trap) => {
             // A Rust plugin's panic reaches us as `unreachable`; the SDK logged its message first.
-            let said = state
+            let said = trace
                 .logs
                 .iter()
                 .rev()

@@ -67,6 +67,14 @@ impl State {
         }
     }
 
+    /// Reset what is counted per call (a session makes several calls on one store).
+    pub fn start_call(&mut self) {
+        self.host_calls = 0;
+        self.logs.clear();
+        self.dropped_logs = 0;
+        self.limiter.hit = None;
+    }
+
     /// Count one host call; past the limit the call traps with [`HostCallLimit`].
     pub fn host_call(&mut self) -> wasmtime::Result<()> {
         self.host_calls += 1;

@@ -24,33 +24,28 @@ mod policy_world {
     });
 }
 
-mod scorer_world {
-    wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
-        world: "scorer",
-        imports: { default: trappable },
-        with: {
-            "rapport:plugin/types": super::policy_world::rapport::plugin::types,
-            "rapport:plugin/store": super::policy_world::rapport::plugin::store,
-            "rapport:plugin/log": super::policy_world::rapport::plugin::log,
-            "rapport:plugin/config": super::policy_world::rapport::plugin::config,
-        },
-    });
+/// The other worlds reuse the policy world's interface bindings, so that one `Host` impl and one
+/// set of types serve all three.
+macro_rules! world_sharing_interfaces {
+    ($module:ident, $world:literal) => {
+        mod $module {
+            wasmtime::component::bindgen!({
+                path: "../wit/v0.1.0",
+                world: $world,
+                imports: { default: trappable },
+                with: {
+                    "rapport:plugin/types": super::policy_world::rapport::plugin::types,
+                    "rapport:plugin/store": super::policy_world::rapport::plugin::store,
+                    "rapport:plugin/log": super::policy_world::rapport::plugin::log,
+                    "rapport:plugin/config": super::policy_world::rapport::plugin::config,
+                },
+            });
+        }
+    };
 }
 
-mod reporter_world {
-    wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
-        world: "reporter",
-        imports: { default: trappable },
-        with: {
-            "rapport:plugin/types": super::policy_world::rapport::plugin::types,
-            "rapport:plugin/store": super::policy_world::rapport::plugin::store,
-            "rapport:plugin/log": super::policy_world::rapport::plugin::log,
-            "rapport:plugin/config": super::policy_world::rapport::plugin::config,
-        },
-    });
-}
+world_sharing_interfaces!(scorer_world, "scorer");
+world_sharing_interfaces!(reporter_world, "reporter");
 
 use policy_world::rapport::plugin::{config, log, store, types as wit};
 
@@ -81,104 +76,105 @@ impl Pre {
         })
     }
 
+    /// A fresh instance. Instantiation runs no plugin code (the SDK's work happens in exports).
+    pub fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Live> {
+        Ok(match self {
+            Pre::Policy(pre) => Live::Policy(pre.instantiate(store)?),
+            Pre::Scorer(pre) => Live::Scorer(pre.instantiate(store)?),
+            Pre::Reporter(pre) => Live::Reporter(pre.instantiate(store)?),
+        })
+    }
+}
+
+/// An instance of a 0.1 component, callable for as long as it has not trapped.
+pub enum Live {
+    Policy(policy_world::Policy),
+    Scorer(scorer_world::Scorer),
+    Reporter(reporter_world::Reporter),
+}
+
+type Outcome<T> = wasmtime::Result<Result<T, Failure>>;
+
+impl Live {
     fn world(&self) -> World {
         match self {
-            Pre::Policy(_) => World::Policy,
-            Pre::Scorer(_) => World::Scorer,
-            Pre::Reporter(_) => World::Reporter,
+            Live::Policy(_) => World::Policy,
+            Live::Scorer(_) => World::Scorer,
+            Live::Reporter(_) => World::Reporter,
         }
     }
 
-    fn policy(
-        &self,
-        store: &mut Store<State>,
-        export: &'static str,
-    ) -> wasmtime::Result<Result<policy_world::Policy, Failure>> {
+    fn policy(&self, export: &'static str) -> Result<&policy_world::Policy, Failure> {
         match self {
-            Pre::Policy(pre) => pre.instantiate(store).map(Ok),
-            other => Ok(Err(wrong_world(other.world(), World::Policy, export))),
+            Live::Policy(p) => Ok(p),
+            other => Err(wrong_world(other.world(), World::Policy, export)),
         }
     }
 
-    fn scorer(
-        &self,
-        store: &mut Store<State>,
-        export: &'static str,
-    ) -> wasmtime::Result<Result<scorer_world::Scorer, Failure>> {
+    fn scorer(&self, export: &'static str) -> Result<&scorer_world::Scorer, Failure> {
         match self {
-            Pre::Scorer(pre) => pre.instantiate(store).map(Ok),
-            other => Ok(Err(wrong_world(other.world(), World::Scorer, export))),
+            Live::Scorer(s) => Ok(s),
+            other => Err(wrong_world(other.world(), World::Scorer, export)),
         }
     }
 
-    pub fn before(
-        &self,
-        store: &mut Store<State>,
-        change: &model::Change,
-    ) -> wasmtime::Result<Result<model::Decision, Failure>> {
-        let policy = match self.policy(store, "before")? {
+    pub fn before(&self, store: &mut Store<State>, change: &model::Change) -> Outcome<model::Decision> {
+        let policy = match self.policy("before") {
             Ok(p) => p,
             Err(f) => return Ok(Err(f)),
         };
-        let out = policy.call_before(&mut *store, &change_to_wit(change))?;
-        Ok(out.map_err(plugin_failure).and_then(|d| decision_from_wit(d)))
+        let out = policy.call_before(store, &change_to_wit(change))?;
+        Ok(out.map_err(plugin_failure).and_then(decision_from_wit))
     }
 
-    pub fn after(
-        &self,
-        store: &mut Store<State>,
-        change: &model::Change,
-    ) -> wasmtime::Result<Result<Vec<model::Action>, Failure>> {
-        let policy = match self.policy(store, "after")? {
+    pub fn after(&self, store: &mut Store<State>, change: &model::Change) -> Outcome<Vec<model::Action>> {
+        let policy = match self.policy("after") {
             Ok(p) => p,
             Err(f) => return Ok(Err(f)),
         };
-        let out = policy.call_after(&mut *store, &change_to_wit(change))?;
+        let out = policy.call_after(store, &change_to_wit(change))?;
         Ok(out.map_err(plugin_failure).and_then(|actions| actions.into_iter().map(action_from_wit).collect()))
     }
 
-    pub fn describe(&self, store: &mut Store<State>) -> wasmtime::Result<Result<model::ScorerSpec, Failure>> {
-        let scorer = match self.scorer(store, "describe")? {
+    pub fn describe(&self, store: &mut Store<State>) -> Outcome<model::ScorerSpec> {
+        let scorer = match self.scorer("describe") {
             Ok(s) => s,
             Err(f) => return Ok(Err(f)),
         };
-        let out = scorer.call_describe(&mut *store)?;
+        let out = scorer.call_describe(store)?;
         Ok(out.map_err(plugin_failure).and_then(spec_from_wit))
     }
 
-    pub fn fit(
-        &self,
-        store: &mut Store<State>,
-        population: &model::FeatureBatch,
-    ) -> wasmtime::Result<Result<Vec<u8>, Failure>> {
-        let scorer = match self.scorer(store, "fit")? {
+    pub fn fit(&self, store: &mut Store<State>, population: model::FeatureBatch) -> Outcome<Vec<u8>> {
+        let scorer = match self.scorer("fit") {
             Ok(s) => s,
             Err(f) => return Ok(Err(f)),
         };
-        let out = scorer.call_fit(&mut *store, &batch_to_wit(population))?;
+        let out = scorer.call_fit(store, &batch_to_wit(population))?;
         Ok(out.map_err(plugin_failure))
     }
 
     pub fn score(
         &self,
         store: &mut Store<State>,
-        batch: &model::FeatureBatch,
+        batch: model::FeatureBatch,
         model: &[u8],
-    ) -> wasmtime::Result<Result<model::ScoreBatch, Failure>> {
-        let scorer = match self.scorer(store, "score")? {
+    ) -> Outcome<model::ScoreBatch> {
+        let scorer = match self.scorer("score") {
             Ok(s) => s,
             Err(f) => return Ok(Err(f)),
         };
-        let out = scorer.call_score(&mut *store, &batch_to_wit(batch), model)?;
-        Ok(out.map_err(plugin_failure).and_then(|s| scores_from_wit(s, batch.ids.len())))
+        let len = batch.ids.len();
+        let out = scorer.call_score(store, &batch_to_wit(batch), model)?;
+        Ok(out.map_err(plugin_failure).and_then(|s| scores_from_wit(s, len)))
     }
 
-    pub fn run(&self, store: &mut Store<State>, params: &Value) -> wasmtime::Result<Result<model::Report, Failure>> {
+    pub fn run(&self, store: &mut Store<State>, params: &Value) -> Outcome<model::Report> {
         let reporter = match self {
-            Pre::Reporter(pre) => pre.instantiate(&mut *store)?,
+            Live::Reporter(r) => r,
             other => return Ok(Err(wrong_world(other.world(), World::Reporter, "run"))),
         };
-        let out = reporter.call_run(&mut *store, &params.to_string())?;
+        let out = reporter.call_run(store, &params.to_string())?;
         Ok(out.map_err(plugin_failure).and_then(report_from_wit))
     }
 }
@@ -390,11 +386,12 @@ fn change_to_wit(c: &model::Change) -> wit::Change {
     }
 }
 
-fn batch_to_wit(b: &model::FeatureBatch) -> wit::FeatureBatch {
+/// Batches are moved, not copied: a population can be tens of megabytes.
+fn batch_to_wit(b: model::FeatureBatch) -> wit::FeatureBatch {
     wit::FeatureBatch {
-        ids: b.ids.clone(),
+        ids: b.ids,
         now: b.now,
-        columns: b.columns.iter().map(|c| wit::Column { name: c.name.clone(), values: c.values.clone() }).collect(),
+        columns: b.columns.into_iter().map(|c| wit::Column { name: c.name, values: c.values }).collect(),
     }
 }
 
@@ -548,21 +545,45 @@ fn scores_from_wit(s: wit::ScoreBatch, len: usize) -> Result<model::ScoreBatch, 
             return Err(bad("score", format!("score `{}` is infinite for the customer at position {i}", c.name)));
         }
     }
-    for c in s.labels.iter().chain(&s.explanations) {
-        if c.values.len() != len {
+    for c in &s.labels {
+        if c.codes.len() != len {
             return Err(bad(
                 "score",
-                format!("column `{}` has {} values for a batch of {len} customers", c.name, c.values.len()),
+                format!("label `{}` has {} codes for a batch of {len} customers", c.name, c.codes.len()),
+            ));
+        }
+        if let Some(i) = c.codes.iter().position(|&code| code as usize >= c.categories.len()) {
+            return Err(bad(
+                "score",
+                format!(
+                    "label `{}` has code {} at position {i}, but only {} categories",
+                    c.name,
+                    c.codes[i],
+                    c.categories.len()
+                ),
             ));
         }
     }
-    let labels = |cols: Vec<wit::LabelColumn>| {
-        cols.into_iter().map(|c| model::LabelColumn { name: c.name, values: c.values }).collect()
-    };
+    for c in &s.explanations {
+        if c.values.len() != len {
+            return Err(bad(
+                "score",
+                format!("explanation `{}` has {} values for a batch of {len} customers", c.name, c.values.len()),
+            ));
+        }
+    }
     Ok(model::ScoreBatch {
         scores: s.scores.into_iter().map(|c| model::Column { name: c.name, values: c.values }).collect(),
-        labels: labels(s.labels),
-        explanations: labels(s.explanations),
+        labels: s
+            .labels
+            .into_iter()
+            .map(|c| model::LabelColumn { name: c.name, categories: c.categories, codes: c.codes })
+            .collect(),
+        explanations: s
+            .explanations
+            .into_iter()
+            .map(|c| model::TextColumn { name: c.name, values: c.values })
+            .collect(),
     })
 }
 

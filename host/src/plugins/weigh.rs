@@ -21,17 +21,16 @@ impl<T: Weigh> Weigh for Option<T> {
     }
 }
 
-impl<T: Weigh> Weigh for Vec<T> {
-    fn weight(&self) -> usize {
-        self.iter().map(Weigh::weight).sum()
-    }
+macro_rules! weigh_vec {
+    ($($t:ty),*) => {$(
+        impl Weigh for Vec<$t> {
+            fn weight(&self) -> usize {
+                self.iter().map(Weigh::weight).sum()
+            }
+        }
+    )*};
 }
-
-impl Weigh for u8 {
-    fn weight(&self) -> usize {
-        1
-    }
-}
+weigh_vec!(String, Action, Column, LabelColumn, TextColumn, Cell, Vec<Cell>);
 
 impl Weigh for f64 {
     fn weight(&self) -> usize {
@@ -73,6 +72,13 @@ impl Weigh for Action {
     }
 }
 
+/// A fitted model: opaque bytes.
+impl Weigh for Vec<u8> {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
 impl Weigh for ScorerSpec {
     fn weight(&self) -> usize {
         self.features.iter().map(|f| f.name.len() + 16 * (1 + f.kinds.len())).sum::<usize>()
@@ -88,6 +94,12 @@ impl Weigh for Column {
 }
 
 impl Weigh for LabelColumn {
+    fn weight(&self) -> usize {
+        self.name.len() + self.categories.weight() + 4 * self.codes.len()
+    }
+}
+
+impl Weigh for TextColumn {
     fn weight(&self) -> usize {
         self.name.len() + self.values.weight()
     }

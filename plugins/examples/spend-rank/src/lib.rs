@@ -5,7 +5,7 @@ mod logic;
 
 use rapport_plugin::{
     Column, Feature, FeatureBatch, InteractionKind, LabelColumn, Measure, PluginError, ScoreBatch, ScoreDef, Scorer,
-    ScorerSpec,
+    ScorerSpec, TextColumn,
 };
 use serde::Deserialize;
 
@@ -62,9 +62,13 @@ impl Scorer for SpendRank {
             &mut rank,
             &mut recency,
         );
-        let tiers = rank.iter().map(|&r| logic::tier(r).to_owned()).collect();
+        let tiers = LabelColumn {
+            name: "tier".into(),
+            categories: logic::TIERS.iter().map(|t| t.to_string()).collect(),
+            codes: rank.iter().map(|&r| logic::tier(r)).collect(),
+        };
         let explanations = if config.explain {
-            vec![LabelColumn {
+            vec![TextColumn {
                 name: "rank".into(),
                 values: spend.iter().zip(&rank).map(|(s, r)| format!("spent {s:.2}: decile {r} of 10")).collect(),
             }]
@@ -77,7 +81,7 @@ impl Scorer for SpendRank {
                 Column { name: "rank".into(), values: rank },
                 Column { name: "recency_days".into(), values: recency },
             ],
-            labels: vec![LabelColumn { name: "tier".into(), values: tiers }],
+            labels: vec![tiers],
             explanations,
         })
     }

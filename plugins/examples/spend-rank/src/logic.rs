@@ -31,12 +31,16 @@ pub fn score(
     }
 }
 
-pub fn tier(rank: f64) -> &'static str {
+/// The tier labels, in code order.
+pub const TIERS: [&str; 3] = ["bronze", "silver", "gold"];
+
+/// The tier of a spend decile, as an index into [`TIERS`].
+pub fn tier(rank: f64) -> u32 {
     if rank >= 9.0 {
-        "gold"
+        2
     } else if rank >= 6.0 {
-        "silver"
+        1
     } else {
-        "bronze"
+        0
     }
 }
