@@ -2,7 +2,9 @@
 //!
 //! Start with `ARCHITECTURE.md` at the repository root for the map of the code.
 
+pub mod demo;
 pub mod fixture;
 pub mod model;
 pub mod plugins;
 pub mod runner;
+pub mod store;

@@ -8,9 +8,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use rapport::demo::DemoSpec;
 use rapport::fixture::Fixture;
+use rapport::model::Actor;
 use rapport::plugins::{Limits, Meter, Runtime, RuntimeConfig};
 use rapport::runner::{Run, RunError};
+use rapport::store::{ImportFormat, ImportKind, ImportReport, OrgStore, Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "rapport", version, about = "A self-hosted CRM whose business rules are WebAssembly plugins")]
@@ -26,6 +29,76 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Manage organizations in a data directory.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Generate a demo organization: branches, a sponsor tree, customers with a buy-till-you-die
+    /// purchase history, calls, chats and tickets (deterministic from --seed), and import it.
+    Demo(DemoArgs),
+    /// Bulk-import customers, interactions or distributors (NDJSON or CSV) into an organization.
+    ///
+    /// Records are keyed by (source, external_id): re-running an import changes nothing. Bad
+    /// records are reported by line while the good ones land; each batch is one transaction.
+    Import {
+        /// The file to import; its extension (.ndjson, .jsonl, .csv) gives the format.
+        file: PathBuf,
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Override the format the extension implies.
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// The organization to fill (created if it does not exist).
+    #[arg(long, default_value = "demo")]
+    org: String,
+    #[arg(long, default_value_t = 10_000)]
+    customers: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where the generated NDJSON files go (default: DATA/demo-ORG).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization: `rapport org create acme "Acme Direct"`.
+    Create {
+        slug: String,
+        name: String,
+        #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
+        data: PathBuf,
+    },
+    /// List organizations.
+    List {
+        #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Customers,
+    Interactions,
+    Distributors,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Ndjson,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -67,9 +140,9 @@ enum MeterArg {
     Epoch,
 }
 
-/// Exit codes: 1 the plugin failed (trap, limit, bad output, its own error); 2 bad usage or input;
-/// 3 the component was refused.
-const EXIT_PLUGIN: u8 = 1;
+/// Exit codes: 1 the work failed (a plugin's trap, limit, bad output or error; an import stopped);
+/// 2 bad usage or input; 3 the component was refused.
+const EXIT_FAILED: u8 = 1;
 const EXIT_INPUT: u8 = 2;
 const EXIT_REFUSED: u8 = 3;
 
@@ -81,6 +154,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin { command: PluginCommand::Check { file, json } } => check(&file, json),
+        Command::Org { command: OrgCommand::Create { slug, name, data } } => {
+            match Store::open(&data).and_then(|s| s.create_org(&slug, &name)) {
+                Ok(org) => {
+                    println!("{}", serde_json::to_string(&org).expect("an org serializes"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_INPUT, e),
+            }
+        }
+        Command::Org { command: OrgCommand::List { data } } => match Store::open(&data).and_then(|s| s.orgs()) {
+            Ok(orgs) => {
+                for org in orgs {
+                    println!("{}\t{}", org.slug, org.name);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_INPUT, e),
+        },
+        Command::Import { file, org, kind, format, data } => import(&file, &org, kind, format, &data),
+        Command::Demo(args) => demo(args),
         Command::Plugin { command: PluginCommand::Run { file, input, config, fixture, limits, meter } } => {
             let meter = match meter {
                 MeterArg::Fuel => Meter::Fuel,
@@ -118,7 +211,7 @@ fn check(file: &Path, json: bool) -> ExitCode {
     };
     let rt = match runtime(Meter::Epoch) {
         Ok(rt) => rt,
-        Err(e) => return fail(EXIT_PLUGIN, format!("{e:#}")),
+        Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
     let plugin = match rt.load(&plugin_name(file), &bytes) {
         Ok(p) => p,
@@ -173,7 +266,7 @@ fn run(
     };
     let rt = match runtime(meter) {
         Ok(rt) => rt,
-        Err(e) => return fail(EXIT_PLUGIN, format!("{e:#}")),
+        Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
     let plugin = match rt.load(&plugin_name(file), &bytes) {
         Ok(p) => p,
@@ -194,7 +287,100 @@ fn run(
                 Some(fuel) => format!(" (after {} µs, {fuel} fuel)", e.trace.duration_us),
                 None => format!(" (after {} µs)", e.trace.duration_us),
             };
-            fail(EXIT_PLUGIN, format!("{e}{cost}"))
+            fail(EXIT_FAILED, format!("{e}{cost}"))
         }
     }
+}
+
+fn import(file: &Path, org: &str, kind: KindArg, format: Option<FormatArg>, data: &Path) -> ExitCode {
+    let format = match format {
+        Some(FormatArg::Ndjson) => ImportFormat::Ndjson,
+        Some(FormatArg::Csv) => ImportFormat::Csv,
+        None => match file.extension().and_then(|e| e.to_str()) {
+            Some("csv") => ImportFormat::Csv,
+            Some("ndjson" | "jsonl" | "json") => ImportFormat::Ndjson,
+            _ => {
+                return fail(
+                    EXIT_INPUT,
+                    format!("cannot tell the format of {}: pass --format ndjson|csv", file.display()),
+                );
+            }
+        },
+    };
+    let kind = match kind {
+        KindArg::Customers => ImportKind::Customers,
+        KindArg::Interactions => ImportKind::Interactions,
+        KindArg::Distributors => ImportKind::Distributors,
+    };
+    let store = match Store::open(data).and_then(|s| s.org(org)) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_INPUT, e),
+    };
+    match import_file(&store, file, kind, format) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILED, e),
+    }
+}
+
+/// Stream one file into the store behind a byte-position progress bar (hidden when stderr is not
+/// a terminal): the file is never loaded whole.
+fn import_file(store: &OrgStore, file: &Path, kind: ImportKind, format: ImportFormat) -> Result<ImportReport, String> {
+    let handle = std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let bar = indicatif::ProgressBar::new(handle.metadata().map_or(0, |m| m.len()));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:12} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("a valid progress template"),
+    );
+    bar.set_message(format!("{kind:?}").to_lowercase());
+    let reader = std::io::BufReader::with_capacity(1 << 16, bar.wrap_read(handle));
+    let actor = Actor { name: "cli".into(), role: "admin".into() };
+    let report = store.import(&actor, kind, format, reader, |_| {});
+    bar.finish_and_clear();
+    report.map_err(|e| format!("import stopped: {e} (batches before this point are saved)"))
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let store = match Store::open(&args.data) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_INPUT, e),
+    };
+    let org = match store.org(&args.org) {
+        Ok(org) => org,
+        Err(StoreError::NoSuchOrg(_)) => {
+            match store.create_org(&args.org, "Demo Organization").and_then(|_| store.org(&args.org)) {
+                Ok(org) => org,
+                Err(e) => return fail(EXIT_INPUT, e),
+            }
+        }
+        Err(e) => return fail(EXIT_INPUT, e),
+    };
+    let out = args.out.unwrap_or_else(|| args.data.join(format!("demo-{}", args.org)));
+    let spec = DemoSpec::new(args.seed, args.customers);
+    let files = match rapport::demo::write(&spec, &out) {
+        Ok(f) => f,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot write demo files under {}: {e}", out.display())),
+    };
+    let started = std::time::Instant::now();
+    for (file, kind) in [
+        (&files.distributors, ImportKind::Distributors),
+        (&files.customers, ImportKind::Customers),
+        (&files.interactions, ImportKind::Interactions),
+    ] {
+        match import_file(&org, file, kind, ImportFormat::Ndjson) {
+            Ok(report) if report.rejected.is_empty() => {}
+            Ok(report) => return fail(EXIT_FAILED, format!("demo data was rejected: {:?}", &report.rejected[..1])),
+            Err(e) => return fail(EXIT_FAILED, e),
+        }
+    }
+    let (d, c, i) = files.counts;
+    println!(
+        "demo organization `{}`: {d} distributors, {c} customers, {i} interactions imported in {:.1} s (files in {})",
+        args.org,
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    ExitCode::SUCCESS
 }

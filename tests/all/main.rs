@@ -2,8 +2,10 @@
 //! real components built from source by `rapport-test-plugins`.
 
 mod cli;
+mod crash;
 mod examples;
 mod runtime;
+mod store;
 
 use std::sync::Arc;
 

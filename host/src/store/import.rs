@@ -1,0 +1,621 @@
+//! Bulk import of customers, interactions and distributors from NDJSON or CSV.
+//!
+//! Streaming: records are read one at a time from a `BufRead` and written in batches, each batch
+//! one transaction with its audit row, so a crash mid-import leaves whole batches and memory stays
+//! flat whatever the file's size. Idempotent: records are keyed by (source, external id); a
+//! re-run of the same file creates and changes nothing. A bad record is reported with its line
+//! number while the good ones land.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{OrgStore, OrgTx, Result, StoreError, attributes_text, insert_interaction_row, now_ms, scoped};
+use crate::model::{Actor, Attributes, Consent, Customer, ExternalId, Id, Interaction, InteractionKind, Money, Ticket};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportKind {
+    Customers,
+    Interactions,
+    Distributors,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    Ndjson,
+    Csv,
+}
+
+/// What an import did. `accepted` counts good records, whether they created, changed or matched
+/// what was stored; `rejected` names each bad one by its line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ImportReport {
+    pub accepted: u64,
+    pub rejected: Vec<RowError>,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub error: String,
+}
+
+/// Records per transaction.
+pub const BATCH: usize = 2_000;
+
+/// A reference to a record by its source system's id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExternalRef {
+    source: String,
+    external_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerRecord {
+    source: String,
+    external_id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    branch: Option<String>,
+    /// The owning distributor's external id, in the same source.
+    #[serde(default)]
+    distributor: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    consents: Vec<Consent>,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InteractionRecord {
+    source: String,
+    #[serde(default)]
+    external_id: Option<String>,
+    customer: ExternalRef,
+    kind: InteractionKind,
+    #[serde(default)]
+    channel: String,
+    occurred_at: TimeInput,
+    #[serde(default)]
+    amount_minor: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    attributes: Attributes,
+    #[serde(default)]
+    ticket: Option<Ticket>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistributorRecord {
+    source: String,
+    external_id: String,
+    name: String,
+    /// The sponsor's external id, in the same source; imported earlier or in the same file.
+    #[serde(default)]
+    sponsor: Option<String>,
+    #[serde(default)]
+    rank: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+/// RFC 3339 text (`"1997-01-01T00:00:00Z"`), a date, or unix milliseconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeInput {
+    Millis(i64),
+    Text(String),
+}
+
+impl TimeInput {
+    fn millis(&self) -> std::result::Result<i64, String> {
+        match self {
+            TimeInput::Millis(ms) => Ok(*ms),
+            TimeInput::Text(s) => super::filter::parse_time(s)
+                .ok_or_else(|| format!("`occurred_at` {s:?} is not an RFC 3339 time like 1997-01-01T00:00:00Z")),
+        }
+    }
+}
+
+/// One parsed record, or why its line is rejected.
+type Parsed = std::result::Result<Value, String>;
+
+/// Reads records as JSON objects, whatever the format, with their line numbers.
+enum Records<R: BufRead> {
+    Ndjson { reader: R, line: u64, buf: String },
+    Csv { reader: csv::Reader<R>, headers: Vec<String>, record: csv::StringRecord },
+}
+
+impl<R: BufRead> Records<R> {
+    fn new(reader: R, format: ImportFormat) -> Result<Self> {
+        Ok(match format {
+            ImportFormat::Ndjson => Records::Ndjson { reader, line: 0, buf: String::new() },
+            ImportFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+                let headers = reader
+                    .headers()
+                    .map_err(|e| StoreError::Invalid(format!("cannot read the CSV header line: {e}")))?
+                    .iter()
+                    .map(|h| h.trim().to_owned())
+                    .collect();
+                Records::Csv { reader, headers, record: csv::StringRecord::new() }
+            }
+        })
+    }
+
+    /// The next record: `None` at the end; an I/O error ends the import.
+    fn next(&mut self) -> Result<Option<(u64, Parsed)>> {
+        match self {
+            Records::Ndjson { reader, line, buf } => loop {
+                buf.clear();
+                let read = reader
+                    .read_line(buf)
+                    .map_err(|e| StoreError::Invalid(format!("reading line {}: {e}", *line + 1)))?;
+                if read == 0 {
+                    return Ok(None);
+                }
+                *line += 1;
+                let text = buf.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let parsed = match serde_json::from_str::<Value>(text) {
+                    Ok(v @ Value::Object(_)) => Ok(v),
+                    Ok(_) => Err("each line must be a JSON object".to_owned()),
+                    Err(e) => Err(format!("invalid JSON: {e}")),
+                };
+                return Ok(Some((*line, parsed)));
+            },
+            Records::Csv { reader, headers, record } => {
+                let more = match reader.read_record(record) {
+                    Ok(more) => more,
+                    Err(e) => {
+                        let line = e.position().map_or(0, |p| p.line());
+                        return match e.kind() {
+                            csv::ErrorKind::Io(_) => Err(StoreError::Invalid(format!("reading CSV: {e}"))),
+                            _ => Ok(Some((line, Err(format!("invalid CSV: {e}"))))),
+                        };
+                    }
+                };
+                if !more {
+                    return Ok(None);
+                }
+                let line = record.position().map_or(0, |p| p.line());
+                Ok(Some((line, csv_object(headers, record))))
+            }
+        }
+    }
+}
+
+/// A CSV row as the JSON object its NDJSON twin would be: `customer_source`/`customer_external_id`
+/// become `customer`, `attributes.<key>` columns and unknown columns become attributes, numbers
+/// where a number is expected, empty cells are absent.
+fn csv_object(headers: &[String], record: &csv::StringRecord) -> Parsed {
+    const NUMBERS: &[&str] = &["amount_minor"];
+    const KNOWN: &[&str] = &[
+        "source",
+        "external_id",
+        "name",
+        "email",
+        "phone",
+        "branch",
+        "distributor",
+        "kind",
+        "channel",
+        "occurred_at",
+        "amount_minor",
+        "currency",
+        "subject",
+        "body",
+        "sponsor",
+        "rank",
+        "status",
+        "attributes",
+        "tags",
+    ];
+    let mut object = Map::new();
+    let mut attributes = Map::new();
+    let mut customer = Map::new();
+    for (header, cell) in headers.iter().zip(record.iter()) {
+        if cell.is_empty() {
+            continue;
+        }
+        match header.as_str() {
+            "customer_source" => drop(customer.insert("source".into(), cell.into())),
+            "customer_external_id" => drop(customer.insert("external_id".into(), cell.into())),
+            "attributes" => match serde_json::from_str::<Value>(cell) {
+                Ok(Value::Object(map)) => attributes.extend(map),
+                _ => return Err("the `attributes` column must hold a JSON object".into()),
+            },
+            "tags" => {
+                drop(object.insert("tags".into(), cell.split(['|', ';']).map(|t| Value::from(t.trim())).collect()))
+            }
+            h if NUMBERS.contains(&h) => {
+                let n: i64 = cell.trim().parse().map_err(|_| format!("`{h}` must be a whole number, got {cell:?}"))?;
+                object.insert(h.into(), n.into());
+            }
+            h if KNOWN.contains(&h) => drop(object.insert(h.into(), cell.into())),
+            h => drop(attributes.insert(h.strip_prefix("attributes.").unwrap_or(h).into(), cell.into())),
+        }
+    }
+    if !customer.is_empty() {
+        object.insert("customer".into(), Value::Object(customer));
+    }
+    if !attributes.is_empty() {
+        object.insert("attributes".into(), Value::Object(attributes));
+    }
+    Ok(Value::Object(object))
+}
+
+impl OrgStore {
+    /// Import records of one kind. `progress` is called after each batch with the lines read.
+    pub fn import(
+        &self,
+        actor: &Actor,
+        kind: ImportKind,
+        format: ImportFormat,
+        reader: impl BufRead,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ImportReport> {
+        let mut records = Records::new(reader, format)?;
+        let mut report = ImportReport::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut last_line = 0;
+        loop {
+            let next = records.next()?;
+            let done = next.is_none();
+            if let Some((line, parsed)) = next {
+                last_line = line;
+                match parsed {
+                    Ok(value) => batch.push((line, value)),
+                    Err(error) => report.rejected.push(RowError { line, error }),
+                }
+            }
+            if batch.len() >= BATCH || (done && !batch.is_empty()) {
+                let rows = std::mem::take(&mut batch);
+                self.write(|tx| tx.import_batch(actor, kind, rows, &mut report))?;
+                progress(last_line);
+            }
+            if done {
+                progress(last_line);
+                return Ok(report);
+            }
+        }
+    }
+}
+
+/// The outcome of writing one record.
+enum Outcome {
+    Created(Id),
+    Updated,
+    Unchanged,
+}
+
+impl OrgTx<'_> {
+    fn import_batch(
+        &self,
+        actor: &Actor,
+        kind: ImportKind,
+        rows: Vec<(u64, Value)>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let (first, last) = (rows.first().map_or(0, |r| r.0), rows.last().map_or(0, |r| r.0));
+        let mut created = Vec::new();
+        let mut updated = Vec::new();
+        let mut customers: HashMap<(String, String), i64> = HashMap::new();
+        for (line, value) in rows {
+            let outcome = match kind {
+                // A customer spans several tables: a savepoint keeps a rejected one from leaving
+                // part of itself behind. Interactions and distributors are one statement each.
+                ImportKind::Customers => serde_json::from_value(value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| self.all_or_nothing(|| self.import_customer(r, &mut updated))),
+                ImportKind::Interactions => serde_json::from_value(value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| self.import_interaction(r, &mut customers)),
+                ImportKind::Distributors => {
+                    serde_json::from_value(value).map_err(|e| e.to_string()).and_then(|r| self.import_distributor(r))
+                }
+            };
+            match outcome {
+                Ok(Outcome::Created(id)) => {
+                    report.created += 1;
+                    created.push(id);
+                }
+                Ok(Outcome::Updated) => report.updated += 1,
+                Ok(Outcome::Unchanged) => report.unchanged += 1,
+                Err(error) => {
+                    report.rejected.push(RowError { line, error });
+                    continue;
+                }
+            }
+            report.accepted += 1;
+        }
+        if !created.is_empty() || !updated.is_empty() {
+            let entity = match kind {
+                ImportKind::Customers => "customer",
+                ImportKind::Interactions => "interaction",
+                ImportKind::Distributors => "distributor",
+            };
+            self.audit(
+                actor,
+                "import",
+                entity,
+                None,
+                json!({ "lines": [first, last], "created": created, "updated": updated }),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn all_or_nothing<T>(&self, f: impl FnOnce() -> std::result::Result<T, String>) -> std::result::Result<T, String> {
+        self.tx.execute_batch("SAVEPOINT record").map_err(|e| e.to_string())?;
+        let result = f();
+        let end = if result.is_ok() { "RELEASE record" } else { "ROLLBACK TO record; RELEASE record" };
+        self.tx.execute_batch(end).map_err(|e| e.to_string())?;
+        result
+    }
+
+    fn lookup_customer(&self, source: &str, external_id: &str) -> rusqlite::Result<Option<i64>> {
+        self.tx
+            .prepare_cached(scoped(
+                "SELECT customer_id FROM customer_ids WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
+            ))?
+            .query_row(params![self.org, source, external_id], |r| r.get(0))
+            .optional()
+    }
+
+    fn lookup_distributor(&self, source: &str, external_id: &str) -> rusqlite::Result<Option<i64>> {
+        self.tx
+            .prepare_cached(scoped(
+                "SELECT id FROM distributors WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
+            ))?
+            .query_row(params![self.org, source, external_id], |r| r.get(0))
+            .optional()
+    }
+
+    fn import_customer(&self, r: CustomerRecord, updated: &mut Vec<Value>) -> std::result::Result<Outcome, String> {
+        let sql = |e: rusqlite::Error| e.to_string();
+        if r.source.is_empty() || r.external_id.is_empty() {
+            return Err("`source` and `external_id` must not be empty".into());
+        }
+        let distributor =
+            match &r.distributor {
+                Some(ext) => Some(self.lookup_distributor(&r.source, ext).map_err(sql)?.ok_or_else(|| {
+                    format!("distributor {}:{ext} does not exist (import distributors first)", r.source)
+                })? as Id),
+                None => None,
+            };
+        let existing = self.lookup_customer(&r.source, &r.external_id).map_err(sql)?;
+        let incoming = |base: Customer| Customer {
+            name: r.name.clone(),
+            email: r.email.clone(),
+            phone: r.phone.clone(),
+            branch: r.branch.clone(),
+            distributor,
+            tags: {
+                let mut t = r.tags.clone();
+                t.sort();
+                t.dedup();
+                t
+            },
+            consents: r.consents.clone(),
+            attributes: r.attributes.clone(),
+            ..base
+        };
+        match existing {
+            None => {
+                let c = incoming(Customer {
+                    external_ids: vec![ExternalId { source: r.source.clone(), id: r.external_id.clone() }],
+                    ..Customer::default()
+                });
+                let stored = self.insert_customer(&c).map_err(|e| e.to_string())?;
+                Ok(Outcome::Created(stored.id))
+            }
+            Some(id) => {
+                let before =
+                    self.customer(id as Id).map_err(|e| e.to_string())?.ok_or("customer vanished mid-import")?;
+                let after = incoming(before.clone());
+                if same_customer(&before, &after) {
+                    return Ok(Outcome::Unchanged);
+                }
+                self.update_customer(&after).map_err(|e| e.to_string())?;
+                updated.push(json!({ "id": id, "before": before, "after": after }));
+                Ok(Outcome::Updated)
+            }
+        }
+    }
+
+    fn import_interaction(
+        &self,
+        r: InteractionRecord,
+        customers: &mut HashMap<(String, String), i64>,
+    ) -> std::result::Result<Outcome, String> {
+        let sql = |e: rusqlite::Error| e.to_string();
+        let occurred_at = r.occurred_at.millis()?;
+        let amount = match (r.amount_minor, r.currency) {
+            (Some(amount_minor), Some(currency))
+                if currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_alphabetic()) =>
+            {
+                Some(Money { amount_minor, currency: currency.to_ascii_uppercase() })
+            }
+            (Some(_), Some(c)) => {
+                return Err(format!("`currency` must be an ISO 4217 code like USD or THB, got {c:?}"));
+            }
+            (Some(_), None) => return Err("`amount_minor` needs a `currency`".into()),
+            (None, Some(_)) => return Err("`currency` without an `amount_minor`".into()),
+            (None, None) => None,
+        };
+        if r.ticket.is_some() && r.kind != InteractionKind::Ticket {
+            return Err("only a `ticket` interaction may carry a `ticket`".into());
+        }
+        let key = (r.customer.source.clone(), r.customer.external_id.clone());
+        let customer = match customers.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self
+                    .lookup_customer(&key.0, &key.1)
+                    .map_err(sql)?
+                    .ok_or_else(|| format!("customer {}:{} does not exist (import customers first)", key.0, key.1))?;
+                customers.insert(key, id);
+                id
+            }
+        };
+        let ticket = match (&r.kind, r.ticket) {
+            (InteractionKind::Ticket, None) => Some(Ticket {
+                status: crate::model::TicketStatus::Open,
+                category: None,
+                due_at: None,
+                resolution: None,
+                closed_at: None,
+            }),
+            (_, t) => t,
+        };
+        let interaction = Interaction {
+            id: 0,
+            customer: customer as Id,
+            kind: r.kind,
+            channel: r.channel,
+            source: r.source,
+            external_id: r.external_id,
+            occurred_at,
+            amount,
+            subject: r.subject,
+            body: r.body,
+            attributes: r.attributes,
+            ticket,
+        };
+        if let Some(ext) = &interaction.external_id {
+            let existing: Option<(i64, i64, i64, Option<i64>, String)> = self
+                .tx
+                .prepare_cached(scoped(
+                    "SELECT id, customer_id, occurred_at, amount_minor, attributes FROM interactions \
+                     WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
+                ))
+                .map_err(sql)?
+                .query_row(params![self.org, interaction.source, ext], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+                .map_err(sql)?;
+            if let Some((id, customer_id, at, amount_minor, attributes)) = existing {
+                let same = customer_id == customer
+                    && at == occurred_at
+                    && amount_minor == interaction.amount.as_ref().map(|m| m.amount_minor)
+                    && attributes == attributes_text(&interaction.attributes);
+                if same {
+                    return Ok(Outcome::Unchanged);
+                }
+                return Err(format!(
+                    "interaction {}:{ext} (id {id}) was already imported with other values; interactions are facts \
+                     and are not overwritten by a re-import",
+                    interaction.source
+                ));
+            }
+        }
+        insert_interaction_row(self.tx, self.org, &interaction).map_err(sql)?;
+        Ok(Outcome::Created(self.tx.last_insert_rowid() as Id))
+    }
+
+    fn import_distributor(&self, r: DistributorRecord) -> std::result::Result<Outcome, String> {
+        let sql = |e: rusqlite::Error| e.to_string();
+        let status = r.status.clone().unwrap_or_else(|| "active".into());
+        if !matches!(status.as_str(), "active" | "inactive" | "terminated") {
+            return Err(format!("`status` must be active, inactive or terminated, got {status:?}"));
+        }
+        let sponsor = match &r.sponsor {
+            Some(ext) if ext == &r.external_id => return Err("a distributor cannot sponsor themself".into()),
+            Some(ext) => Some(
+                self.lookup_distributor(&r.source, ext)
+                    .map_err(sql)?
+                    .ok_or_else(|| format!("sponsor {}:{ext} does not exist (sponsors must come first)", r.source))?,
+            ),
+            None => None,
+        };
+        let existing = self.lookup_distributor(&r.source, &r.external_id).map_err(sql)?;
+        if let (Some(id), Some(sponsor)) = (existing, sponsor)
+            && self.in_downline(id, sponsor).map_err(sql)?
+        {
+            return Err(format!(
+                "sponsor {} is in this distributor's own downline: that would make a cycle",
+                r.sponsor.unwrap_or_default()
+            ));
+        }
+        let attributes = attributes_text(&r.attributes);
+        match existing {
+            None => {
+                let now = now_ms();
+                self.tx
+                    .prepare_cached(scoped(
+                        "INSERT INTO distributors (org_id, source, external_id, name, sponsor_id, rank, status, branch, attributes, \
+                         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                    ))
+                    .map_err(sql)?
+                    .execute(params![self.org, r.source, r.external_id, r.name, sponsor, r.rank, status, r.branch, attributes, now])
+                    .map_err(sql)?;
+                Ok(Outcome::Created(self.tx.last_insert_rowid() as Id))
+            }
+            Some(id) => {
+                let changed = self
+                    .tx
+                    .prepare_cached(scoped(
+                        "UPDATE distributors SET name = ?3, sponsor_id = ?4, rank = ?5, status = ?6, branch = ?7, attributes = ?8, \
+                         updated_at = ?9 WHERE org_id = ?1 AND id = ?2 AND (name, sponsor_id, rank, status, branch, attributes) \
+                         IS NOT (?3, ?4, ?5, ?6, ?7, ?8)",
+                    ))
+                    .map_err(sql)?
+                    .execute(params![self.org, id, r.name, sponsor, r.rank, status, r.branch, attributes, now_ms()])
+                    .map_err(sql)?;
+                Ok(if changed == 0 { Outcome::Unchanged } else { Outcome::Updated })
+            }
+        }
+    }
+
+    /// Whether `candidate` sits below `id` in the sponsor tree.
+    fn in_downline(&self, id: i64, candidate: i64) -> rusqlite::Result<bool> {
+        self.tx
+            .prepare_cached(scoped(
+                "WITH RECURSIVE tree(id) AS (SELECT ?2 UNION SELECT d.id FROM distributors d JOIN tree ON d.sponsor_id = tree.id \
+                 WHERE d.org_id = ?1) SELECT EXISTS (SELECT 1 FROM tree WHERE id = ?3)",
+            ))?
+            .query_row(params![self.org, id, candidate], |r| r.get(0))
+    }
+}
+
+fn same_customer(a: &Customer, b: &Customer) -> bool {
+    a.name == b.name
+        && a.email == b.email
+        && a.phone == b.phone
+        && a.branch == b.branch
+        && a.distributor == b.distributor
+        && a.tags == b.tags
+        && a.consents == b.consents
+        && a.attributes == b.attributes
+}

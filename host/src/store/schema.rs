@@ -1,0 +1,152 @@
+//! The database schema, as numbered migrations applied at start-up (`PRAGMA user_version`).
+//!
+//! Append new migrations; never edit one that has shipped. A database written by a newer Rapport
+//! (a higher version than this list knows) is refused rather than guessed at.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: organizations, the customer store, audit.
+    r#"
+    CREATE TABLE orgs (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE branches (
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        code TEXT NOT NULL,
+        name TEXT NOT NULL,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (org_id, code)
+    ) STRICT;
+
+    CREATE TABLE distributors (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        source TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sponsor_id INTEGER REFERENCES distributors(id),
+        rank TEXT,
+        status TEXT NOT NULL DEFAULT 'active',
+        branch TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (org_id, source, external_id)
+    ) STRICT;
+    CREATE INDEX distributors_sponsor ON distributors(org_id, sponsor_id);
+
+    CREATE TABLE customers (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        name TEXT,
+        email TEXT,
+        phone TEXT,
+        branch TEXT,
+        distributor_id INTEGER REFERENCES distributors(id),
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX customers_org ON customers(org_id, id);
+    CREATE INDEX customers_email ON customers(org_id, email);
+    CREATE INDEX customers_phone ON customers(org_id, phone);
+    CREATE INDEX customers_branch ON customers(org_id, branch);
+
+    CREATE TABLE customer_ids (
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        source TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        PRIMARY KEY (org_id, source, external_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX customer_ids_customer ON customer_ids(customer_id);
+
+    CREATE TABLE customer_tags (
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (customer_id, tag)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE consents (
+        id INTEGER PRIMARY KEY,
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        purpose TEXT NOT NULL,
+        channel TEXT,
+        basis TEXT NOT NULL,
+        given_at INTEGER NOT NULL,
+        withdrawn_at INTEGER,
+        source TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX consents_customer ON consents(customer_id);
+
+    CREATE TABLE interactions (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        customer_id INTEGER NOT NULL REFERENCES customers(id),
+        kind TEXT NOT NULL,
+        channel TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        external_id TEXT,
+        occurred_at INTEGER NOT NULL,
+        amount_minor INTEGER,
+        currency TEXT,
+        subject TEXT,
+        body TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        ticket_status TEXT,
+        ticket_category TEXT,
+        due_at INTEGER,
+        resolution TEXT,
+        closed_at INTEGER
+    ) STRICT;
+    CREATE UNIQUE INDEX interactions_external ON interactions(org_id, source, external_id)
+        WHERE external_id IS NOT NULL;
+    CREATE INDEX interactions_timeline ON interactions(customer_id, occurred_at DESC, id DESC);
+
+    CREATE TABLE scores (
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        plugin TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value REAL,
+        label TEXT,
+        explanation TEXT,
+        computed_at INTEGER NOT NULL,
+        PRIMARY KEY (customer_id, plugin, name)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE score_history (
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        plugin TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value REAL,
+        label TEXT,
+        computed_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX score_history_customer ON score_history(customer_id, plugin, name, computed_at);
+
+    CREATE TABLE segments (
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        name TEXT NOT NULL,
+        filter TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, name)
+    ) STRICT;
+
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        entity_id INTEGER,
+        detail TEXT NOT NULL DEFAULT '{}'
+    ) STRICT;
+    CREATE INDEX audit_org ON audit(org_id, id);
+    CREATE INDEX audit_entity ON audit(org_id, entity, entity_id);
+    "#,
+];
