@@ -14,7 +14,8 @@ plugins: setup
 		CARGO_TARGET_DIR=$(PLUGINS_TARGET) cargo build --quiet --release -p $$p || exit 1; \
 	done
 
-# Build Rapport and the example plugins, then check and run each plugin locally on the demo store.
+# Build Rapport and the example plugins, check and run each plugin locally on the demo store, and
+# generate a demo organization into ./rapport-data (re-running imports nothing new).
 run: plugins
 	cargo build --release -p rapport
 	$(RAPPORT) plugin check $(WASM)/require_contact.wasm
@@ -25,6 +26,8 @@ run: plugins
 		--fixture plugins/examples/demo-store.json --config plugins/examples/spend-rank/config.json
 	$(RAPPORT) plugin run $(WASM)/customers_by_branch.wasm --input plugins/examples/customers-by-branch/input.json \
 		--fixture plugins/examples/demo-store.json
+	$(RAPPORT) demo --customers 2000 --data rapport-data
+	$(RAPPORT) org list --data rapport-data
 
 # Every test: host, plugins built from source, CLI end to end.
 test: setup

@@ -119,7 +119,8 @@ pub fn write(spec: &DemoSpec, dir: &Path) -> std::io::Result<DemoFiles> {
             "attributes": { "age": rng.random_range(18..80), "channel_pref": pick(&mut rng, &["line", "email", "sms"]) },
         });
         if spec.distributors > 0 && rng.random::<f64>() < 0.6 {
-            record["distributor"] = json!(format!("d-{}", rng.random_range(0..spec.distributors)));
+            record["distributor"] =
+                json!({ "source": "mlm", "external_id": format!("d-{}", rng.random_range(0..spec.distributors)) });
         }
         if rng.random::<f64>() < 0.7 {
             record["consents"] = json!([{ "purpose": "marketing", "channel": "email", "basis": "consent",

@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod examples;
+mod people;
 mod runtime;
 mod store;
 

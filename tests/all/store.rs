@@ -320,3 +320,34 @@ fn org_slugs_are_validated_and_unique() {
     assert!(store.create_org("Bad Slug", "x").unwrap_err().to_string().contains("must be 1-63 characters"));
     assert!(matches!(store.org("nobody"), Err(StoreError::NoSuchOrg(_))));
 }
+
+#[test]
+fn demo_data_is_deterministic_and_imports_cleanly() {
+    use rapport::demo::{DemoSpec, write};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec::new(42, 300);
+    let a = write(&spec, &dir.path().join("a")).unwrap();
+    let b = write(&spec, &dir.path().join("b")).unwrap();
+    let c = write(&DemoSpec::new(43, 300), &dir.path().join("c")).unwrap();
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    assert_eq!(read(&a.interactions), read(&b.interactions), "same seed, same data");
+    assert_ne!(read(&a.interactions), read(&c.interactions), "another seed, other data");
+    assert!(a.counts.2 > 3 * a.counts.1, "several touchpoints per customer: {:?}", a.counts);
+
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.create_org("demo", "Demo").unwrap();
+    let demo = store.org("demo").unwrap();
+    for (file, kind) in [
+        (&a.distributors, ImportKind::Distributors),
+        (&a.customers, ImportKind::Customers),
+        (&a.interactions, ImportKind::Interactions),
+    ] {
+        let reader = std::io::BufReader::new(std::fs::File::open(file).unwrap());
+        let report = demo.import(&actor(), kind, ImportFormat::Ndjson, reader, |_| {}).unwrap();
+        assert!(report.rejected.is_empty(), "{kind:?}: {:?}", &report.rejected[..report.rejected.len().min(3)]);
+    }
+    let counts = demo.counts().unwrap();
+    assert_eq!((counts.distributors, counts.customers, counts.interactions), a.counts);
+    assert!(demo.count_customers("purchases.count >= 1").unwrap() == 300, "everyone bought at least once");
+    assert!(demo.count_customers("tickets.count >= 1").unwrap() > 0);
+}

@@ -71,9 +71,9 @@ struct CustomerRecord {
     phone: Option<String>,
     #[serde(default)]
     branch: Option<String>,
-    /// The owning distributor's external id, in the same source.
+    /// The owning distributor, by its source system's id.
     #[serde(default)]
-    distributor: Option<String>,
+    distributor: Option<ExternalRef>,
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
@@ -215,7 +215,7 @@ impl<R: BufRead> Records<R> {
 }
 
 /// A CSV row as the JSON object its NDJSON twin would be: `customer_source`/`customer_external_id`
-/// become `customer`, `attributes.<key>` columns and unknown columns become attributes, numbers
+/// become `customer` (and `distributor_*` become `distributor`), `attributes.<key>` columns and unknown columns become attributes, numbers
 /// where a number is expected, empty cells are absent.
 fn csv_object(headers: &[String], record: &csv::StringRecord) -> Parsed {
     const NUMBERS: &[&str] = &["amount_minor"];
@@ -243,6 +243,7 @@ fn csv_object(headers: &[String], record: &csv::StringRecord) -> Parsed {
     let mut object = Map::new();
     let mut attributes = Map::new();
     let mut customer = Map::new();
+    let mut distributor = Map::new();
     for (header, cell) in headers.iter().zip(record.iter()) {
         if cell.is_empty() {
             continue;
@@ -250,6 +251,8 @@ fn csv_object(headers: &[String], record: &csv::StringRecord) -> Parsed {
         match header.as_str() {
             "customer_source" => drop(customer.insert("source".into(), cell.into())),
             "customer_external_id" => drop(customer.insert("external_id".into(), cell.into())),
+            "distributor_source" => drop(distributor.insert("source".into(), cell.into())),
+            "distributor_external_id" => drop(distributor.insert("external_id".into(), cell.into())),
             "attributes" => match serde_json::from_str::<Value>(cell) {
                 Ok(Value::Object(map)) => attributes.extend(map),
                 _ => return Err("the `attributes` column must hold a JSON object".into()),
@@ -267,6 +270,9 @@ fn csv_object(headers: &[String], record: &csv::StringRecord) -> Parsed {
     }
     if !customer.is_empty() {
         object.insert("customer".into(), Value::Object(customer));
+    }
+    if !distributor.is_empty() {
+        object.insert("distributor".into(), Value::Object(distributor));
     }
     if !attributes.is_empty() {
         object.insert("attributes".into(), Value::Object(attributes));
@@ -406,13 +412,12 @@ impl OrgTx<'_> {
         if r.source.is_empty() || r.external_id.is_empty() {
             return Err("`source` and `external_id` must not be empty".into());
         }
-        let distributor =
-            match &r.distributor {
-                Some(ext) => Some(self.lookup_distributor(&r.source, ext).map_err(sql)?.ok_or_else(|| {
-                    format!("distributor {}:{ext} does not exist (import distributors first)", r.source)
-                })? as Id),
-                None => None,
-            };
+        let distributor = match &r.distributor {
+            Some(d) => Some(self.lookup_distributor(&d.source, &d.external_id).map_err(sql)?.ok_or_else(|| {
+                format!("distributor {}:{} does not exist (import distributors first)", d.source, d.external_id)
+            })? as Id),
+            None => None,
+        };
         let existing = self.lookup_customer(&r.source, &r.external_id).map_err(sql)?;
         let incoming = |base: Customer| Customer {
             name: r.name.clone(),
@@ -420,12 +425,7 @@ impl OrgTx<'_> {
             phone: r.phone.clone(),
             branch: r.branch.clone(),
             distributor,
-            tags: {
-                let mut t = r.tags.clone();
-                t.sort();
-                t.dedup();
-                t
-            },
+            tags: r.tags.clone(),
             consents: r.consents.clone(),
             attributes: r.attributes.clone(),
             ..base
@@ -442,7 +442,7 @@ impl OrgTx<'_> {
             Some(id) => {
                 let before =
                     self.customer(id as Id).map_err(|e| e.to_string())?.ok_or("customer vanished mid-import")?;
-                let after = incoming(before.clone());
+                let after = self.normalized(incoming(before.clone()));
                 if same_customer(&before, &after) {
                     return Ok(Outcome::Unchanged);
                 }

@@ -7,8 +7,10 @@
 //! not something a caller can do. The public API speaks `model` types, not SQLite, so that a
 //! second backend (PostgreSQL) is an addition.
 
+mod dedupe;
 pub mod filter;
 mod import;
+mod privacy;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::json;
 
+pub use dedupe::{Candidate, email as normalize_email, phone_e164};
 pub use import::{BATCH, ImportFormat, ImportKind, ImportReport, RowError};
 
 use crate::model::{
@@ -69,6 +72,9 @@ pub struct Org {
     pub slug: String,
     pub name: String,
     pub created_at: Timestamp,
+    /// Country calling code for local phone numbers (`66` for Thailand), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_country_code: Option<String>,
 }
 
 pub fn now_ms() -> Timestamp {
@@ -119,7 +125,13 @@ impl Store {
         match conn
             .execute("INSERT INTO orgs (slug, name, created_at) VALUES (?1, ?2, ?3)", params![slug, name, created_at])
         {
-            Ok(_) => Ok(Org { id: conn.last_insert_rowid(), slug: slug.into(), name: name.into(), created_at }),
+            Ok(_) => Ok(Org {
+                id: conn.last_insert_rowid(),
+                slug: slug.into(),
+                name: name.into(),
+                created_at,
+                default_country_code: None,
+            }),
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 Err(StoreError::OrgExists(slug.into()))
             }
@@ -129,16 +141,41 @@ impl Store {
 
     pub fn orgs(&self) -> Result<Vec<Org>> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare("SELECT id, slug, name, created_at FROM orgs ORDER BY slug")?;
+        let mut stmt =
+            conn.prepare("SELECT id, slug, name, created_at, default_country_code FROM orgs ORDER BY slug")?;
         let orgs = stmt.query_map([], org_from_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(orgs)
+    }
+
+    /// Set the country calling code used to put local phone numbers into E.164 (`"66"`).
+    pub fn set_default_country_code(&self, slug: &str, code: Option<&str>) -> Result<()> {
+        if let Some(c) = code
+            && !(1..=3).contains(&c.len())
+        {
+            return Err(StoreError::Invalid(format!("`{c}` is not a country calling code (1-3 digits, like 66)")));
+        }
+        if code.is_some_and(|c| !c.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(StoreError::Invalid("a country calling code is digits only, like 66".into()));
+        }
+        let changed = self
+            .pool
+            .get()?
+            .execute("UPDATE orgs SET default_country_code = ?2 WHERE slug = ?1", params![slug, code])?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchOrg(slug.into()));
+        }
+        Ok(())
     }
 
     /// The scope every per-organization read and write goes through.
     pub fn org(&self, slug: &str) -> Result<OrgStore> {
         let conn = self.pool.get()?;
         let org = conn
-            .query_row("SELECT id, slug, name, created_at FROM orgs WHERE slug = ?1", [slug], org_from_row)
+            .query_row(
+                "SELECT id, slug, name, created_at, default_country_code FROM orgs WHERE slug = ?1",
+                [slug],
+                org_from_row,
+            )
             .optional()?
             .ok_or_else(|| StoreError::NoSuchOrg(slug.into()))?;
         Ok(OrgStore { pool: self.pool.clone(), org })
@@ -146,7 +183,7 @@ impl Store {
 }
 
 fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
-    Ok(Org { id: r.get(0)?, slug: r.get(1)?, name: r.get(2)?, created_at: r.get(3)? })
+    Ok(Org { id: r.get(0)?, slug: r.get(1)?, name: r.get(2)?, created_at: r.get(3)?, default_country_code: r.get(4)? })
 }
 
 fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -222,7 +259,7 @@ impl OrgStore {
     pub fn write<T>(&self, f: impl FnOnce(&OrgTx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&OrgTx { tx: &tx, org: self.org.id })?;
+        let out = f(&OrgTx { tx: &tx, org: self.org.id, country: self.org.default_country_code.as_deref() })?;
         tx.commit()?;
         Ok(out)
     }
@@ -461,6 +498,7 @@ pub struct Counts {
 pub struct OrgTx<'c> {
     tx: &'c rusqlite::Transaction<'c>,
     org: i64,
+    country: Option<&'c str>,
 }
 
 impl OrgTx<'_> {
@@ -492,13 +530,34 @@ impl OrgTx<'_> {
         load_customer(self.tx, self.org, id)
     }
 
+    /// The customer as it will be stored: trimmed contact details, the phone in E.164 when its
+    /// country is known, tags sorted and unique. Compare against this to detect real changes.
+    pub fn normalized(&self, mut c: Customer) -> Customer {
+        let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        c.name = trim(c.name);
+        c.email = trim(c.email);
+        c.phone = trim(c.phone).map(|p| dedupe::phone_e164(&p, self.country).unwrap_or(p));
+        c.tags.sort();
+        c.tags.dedup();
+        c
+    }
+
+    fn matching_keys(&self, c: &Customer) -> (Option<String>, Option<String>) {
+        (
+            c.email.as_deref().and_then(dedupe::email),
+            c.phone.as_deref().and_then(|p| dedupe::phone_key(p, self.country)),
+        )
+    }
+
     /// Insert a new customer with its external ids, tags and consents; returns it with its id.
     pub fn insert_customer(&self, c: &Customer) -> Result<Customer> {
+        let c = &self.normalized(c.clone());
         let now = now_ms();
+        let (email_norm, phone_norm) = self.matching_keys(c);
         self.tx
             .prepare_cached(scoped(
-                "INSERT INTO customers (org_id, name, email, phone, branch, distributor_id, attributes, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                "INSERT INTO customers (org_id, name, email, phone, branch, distributor_id, attributes, created_at, updated_at, \
+                 email_norm, phone_norm) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
             ))?
             .execute(params![
                 self.org,
@@ -508,7 +567,9 @@ impl OrgTx<'_> {
                 c.branch,
                 c.distributor.map(|d| d as i64),
                 serde_json::to_string(&c.attributes).expect("a JSON map serializes"),
-                now
+                now,
+                email_norm,
+                phone_norm
             ])?;
         let id = self.tx.last_insert_rowid() as Id;
         self.replace_children(id, c)?;
@@ -517,11 +578,13 @@ impl OrgTx<'_> {
 
     /// Overwrite a customer's fields, external ids, tags and consents with `c`'s.
     pub fn update_customer(&self, c: &Customer) -> Result<()> {
+        let c = &self.normalized(c.clone());
+        let (email_norm, phone_norm) = self.matching_keys(c);
         let changed = self
             .tx
             .prepare_cached(scoped(
                 "UPDATE customers SET name = ?3, email = ?4, phone = ?5, branch = ?6, distributor_id = ?7, attributes = ?8, \
-                 updated_at = ?9 WHERE org_id = ?1 AND id = ?2",
+                 updated_at = ?9, email_norm = ?10, phone_norm = ?11 WHERE org_id = ?1 AND id = ?2",
             ))?
             .execute(params![
                 self.org,
@@ -532,7 +595,9 @@ impl OrgTx<'_> {
                 c.branch,
                 c.distributor.map(|d| d as i64),
                 serde_json::to_string(&c.attributes).expect("a JSON map serializes"),
-                now_ms()
+                now_ms(),
+                email_norm,
+                phone_norm
             ])?;
         if changed == 0 {
             return Err(StoreError::Invalid(format!("customer {} does not exist", c.id)));

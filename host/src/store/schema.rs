@@ -149,4 +149,27 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_org ON audit(org_id, id);
     CREATE INDEX audit_entity ON audit(org_id, entity, entity_id);
     "#,
+    // 2: matching keys for dedupe, erasure, and the record of merges.
+    r#"
+    ALTER TABLE orgs ADD COLUMN default_country_code TEXT;
+    ALTER TABLE customers ADD COLUMN email_norm TEXT;
+    ALTER TABLE customers ADD COLUMN phone_norm TEXT;
+    ALTER TABLE customers ADD COLUMN erased_at INTEGER;
+    CREATE INDEX customers_email_norm ON customers(org_id, email_norm) WHERE email_norm IS NOT NULL;
+    CREATE INDEX customers_phone_norm ON customers(org_id, phone_norm) WHERE phone_norm IS NOT NULL;
+    CREATE INDEX customers_name_norm ON customers(org_id, lower(trim(name))) WHERE name IS NOT NULL;
+    UPDATE customers SET email_norm = lower(trim(email)) WHERE instr(email, '@') > 1;
+    UPDATE customers SET phone_norm =
+        replace(replace(replace(replace(replace(trim(phone), ' ', ''), '-', ''), '(', ''), ')', ''), '.', '')
+        WHERE phone IS NOT NULL;
+
+    -- A merged-away customer's id keeps resolving to the customer it was merged into.
+    CREATE TABLE customer_merges (
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        removed_id INTEGER NOT NULL,
+        kept_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, removed_id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];

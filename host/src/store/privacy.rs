@@ -1,0 +1,165 @@
+//! Data-subject rights (Thailand's PDPA, the EU's GDPR): export everything held on one person,
+//! and erase them.
+//!
+//! Erasure keeps what the law lets an organization keep without the person: an anonymous shell of
+//! the customer (id, branch, distributor, dates) and their interactions' kind, channel, time and
+//! amount, so that counts and revenue stay right. Names, contact details, free text, attributes,
+//! external ids, tags, consents and scores go, and so do copies of them in earlier audit entries.
+//! The erasure itself is audited without re-storing what was erased.
+
+use rusqlite::params;
+use serde_json::{Value, json};
+
+use super::{INTERACTION_COLUMNS, OrgStore, OrgTx, Result, StoreError, interaction_from_row, now_ms, scoped};
+use crate::model::{Actor, Id};
+
+impl OrgStore {
+    /// Everything held on one customer, as one JSON document.
+    pub fn export(&self, id: Id) -> Result<Option<Value>> {
+        let Some(customer) = self.customer(id)? else { return Ok(None) };
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.org_id = ?1 AND i.customer_id = ?2 ORDER BY i.occurred_at, i.id"
+        );
+        let interactions: Vec<_> = conn
+            .prepare(scoped(&sql))?
+            .query_map(params![self.org.id, id as i64], interaction_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        let scores: Vec<Value> = conn
+            .prepare(scoped(
+                "SELECT h.plugin, h.name, h.value, h.label, h.computed_at FROM score_history h \
+                 JOIN customers c ON c.id = h.customer_id WHERE c.org_id = ?1 AND h.customer_id = ?2 ORDER BY h.computed_at",
+            ))?
+            .query_map(params![self.org.id, id as i64], |r| {
+                Ok(json!({ "plugin": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?, "value": r.get::<_, Option<f64>>(2)?,
+                    "label": r.get::<_, Option<String>>(3)?, "computed_at": r.get::<_, i64>(4)? }))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let merged_from: Vec<i64> = conn
+            .prepare(scoped("SELECT removed_id FROM customer_merges WHERE org_id = ?1 AND kept_id = ?2"))?
+            .query_map(params![self.org.id, id as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let erased_at: Option<i64> = conn.query_row(
+            scoped("SELECT erased_at FROM customers WHERE org_id = ?1 AND id = ?2"),
+            params![self.org.id, id as i64],
+            |r| r.get(0),
+        )?;
+        let profile = self.profile(id, 1)?.ok_or_else(|| StoreError::Invalid(format!("customer {id} vanished")))?;
+        let audit: Vec<_> = self.audit_of(id)?;
+        Ok(Some(json!({
+            "organization": self.org.slug,
+            "exported_at": now_ms(),
+            "customer": customer,
+            "erased_at": erased_at,
+            "scores": profile.scores,
+            "labels": profile.labels,
+            "score_history": scores,
+            "segments": profile.segments,
+            "interactions": interactions,
+            "merged_from": merged_from,
+            "audit": audit,
+        })))
+    }
+
+    fn audit_of(&self, id: Id) -> Result<Vec<super::AuditEntry>> {
+        Ok(self
+            .audit(0, u32::MAX)?
+            .into_iter()
+            .filter(|e| e.entity == "customer" && mentions(&e.detail, id) || e.entity_id == Some(id))
+            .collect())
+    }
+
+    /// Erase a customer's personal data (see the module docs for what stays).
+    pub fn erase(&self, actor: &Actor, id: Id) -> Result<()> {
+        self.write(|tx| tx.erase(actor, id))
+    }
+}
+
+/// Whether an audit detail holds a record of this customer (`{"id": id, ...}` anywhere).
+fn mentions(detail: &Value, id: Id) -> bool {
+    match detail {
+        Value::Object(map) => {
+            map.get("id").and_then(Value::as_u64) == Some(id) || map.values().any(|v| mentions(v, id))
+        }
+        Value::Array(items) => items.iter().any(|v| mentions(v, id)),
+        _ => false,
+    }
+}
+
+/// Replace every record of this customer inside an audit detail with a marker.
+fn scrub(detail: &mut Value, id: Id) -> bool {
+    match detail {
+        Value::Object(map) if map.get("id").and_then(Value::as_u64) == Some(id) => {
+            *detail = json!({ "id": id, "erased": true });
+            true
+        }
+        Value::Object(map) => map.values_mut().fold(false, |changed, v| scrub(v, id) | changed),
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| scrub(v, id) | changed),
+        _ => false,
+    }
+}
+
+impl OrgTx<'_> {
+    fn erase(&self, actor: &Actor, id: Id) -> Result<()> {
+        let exists = self.customer(id)?.is_some();
+        if !exists {
+            return Err(StoreError::Invalid(format!("customer {id} does not exist")));
+        }
+        let at = now_ms();
+        self.tx.execute(
+            scoped(
+                "UPDATE customers SET name = NULL, email = NULL, phone = NULL, email_norm = NULL, phone_norm = NULL, \
+                 attributes = '{}', erased_at = ?3, updated_at = ?3 WHERE org_id = ?1 AND id = ?2",
+            ),
+            params![self.org, id as i64, at],
+        )?;
+        self.tx.execute(
+            scoped("DELETE FROM customer_ids WHERE org_id = ?1 AND customer_id = ?2"),
+            params![self.org, id as i64],
+        )?;
+        // Tags, consents and scores hang off a customer this transaction has just found in the org.
+        self.tx.execute("DELETE FROM customer_tags WHERE customer_id = ?1", [id as i64])?;
+        self.tx.execute("DELETE FROM consents WHERE customer_id = ?1", [id as i64])?;
+        self.tx.execute("DELETE FROM scores WHERE customer_id = ?1", [id as i64])?;
+        self.tx.execute("DELETE FROM score_history WHERE customer_id = ?1", [id as i64])?;
+        let interactions = self.tx.execute(
+            scoped(
+                "UPDATE interactions SET subject = NULL, body = NULL, attributes = '{}', external_id = NULL, resolution = NULL \
+                 WHERE org_id = ?1 AND customer_id = ?2",
+            ),
+            params![self.org, id as i64],
+        )?;
+
+        // Earlier audit entries that recorded this person's data, under this id or under the ids of
+        // profiles merged into it.
+        let mut ids: Vec<i64> = self
+            .tx
+            .prepare(scoped("SELECT removed_id FROM customer_merges WHERE org_id = ?1 AND kept_id = ?2"))?
+            .query_map(params![self.org, id as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.push(id as i64);
+        let entries: Vec<(i64, String)> = self
+            .tx
+            .prepare(scoped("SELECT id, detail FROM audit WHERE org_id = ?1 AND entity = 'customer'"))?
+            .query_map([self.org], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut scrubbed = 0;
+        for (entry, text) in entries {
+            let mut detail: Value = serde_json::from_str(&text).unwrap_or_default();
+            if ids.iter().fold(false, |changed, &i| scrub(&mut detail, i as Id) | changed) {
+                self.tx.execute(
+                    scoped("UPDATE audit SET detail = ?3 WHERE org_id = ?1 AND id = ?2"),
+                    params![self.org, entry, detail.to_string()],
+                )?;
+                scrubbed += 1;
+            }
+        }
+        self.audit(
+            actor,
+            "erase",
+            "customer",
+            Some(id),
+            json!({ "interactions_anonymized": interactions, "audit_entries_scrubbed": scrubbed }),
+        )
+    }
+}
