@@ -7,7 +7,9 @@
 //! 2. Profile load (customer + 50 timeline items + scores + segments): p50 and p99 over random
 //!    customers of the imported store, and the database's size on disk.
 //!
-//! `BENCH_CUSTOMERS` sets the size (default 170 000 customers ≈ 1M interactions).
+//! `BENCH_CUSTOMERS` sets the size (default 170 000 customers ≈ 1M interactions);
+//! `BENCH_LOYAL=1` makes customers loyal (lower drop-out, faster buying: ≈ 20 interactions each),
+//! so `BENCH_CUSTOMERS=1000000 BENCH_LOYAL=1` builds the 1M-customer / 20M-interaction store.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -20,7 +22,10 @@ use rapport::store::{ImportFormat, ImportKind, Store};
 fn main() {
     let customers: u64 = std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(170_000);
     let dir = tempfile::tempdir().unwrap();
-    let spec = DemoSpec::new(7, customers);
+    let mut spec = DemoSpec::new(7, customers);
+    if std::env::var_os("BENCH_LOYAL").is_some() {
+        (spec.alpha, spec.a, spec.b) = (2.5, 0.3, 6.0);
+    }
     let start = Instant::now();
     let files = rapport::demo::write(&spec, &dir.path().join("files")).unwrap();
     println!(

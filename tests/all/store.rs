@@ -351,3 +351,61 @@ fn demo_data_is_deterministic_and_imports_cleanly() {
     assert!(demo.count_customers("purchases.count >= 1").unwrap() == 300, "everyone bought at least once");
     assert!(demo.count_customers("tickets.count >= 1").unwrap() > 0);
 }
+
+#[test]
+fn scores_land_on_profiles_with_history_and_only_in_their_organization() {
+    use rapport::model::{Column, LabelColumn, ScoreBatch, TextColumn};
+    let (_dir, store) = store();
+    store.create_org("acme", "Acme").unwrap();
+    store.create_org("globex", "Globex").unwrap();
+    let acme = store.org("acme").unwrap();
+    let globex = store.org("globex").unwrap();
+    import(&acme, ImportKind::Customers, &reference_customers());
+    import(&globex, ImportKind::Customers, &reference_customers().replace("c-1", "g-1"));
+    let ann = acme.find_customer("shop", "c-1").unwrap().unwrap().id;
+    let other = globex.find_customer("shop", "g-1").unwrap().unwrap().id;
+    let batch = |value: f64| ScoreBatch {
+        scores: vec![Column { name: "monetary".into(), values: vec![value, 1.0] }],
+        labels: vec![LabelColumn {
+            name: "segment".into(),
+            categories: vec!["champions".into(), "at-risk".into()],
+            codes: vec![0, 1],
+        }],
+        explanations: vec![TextColumn {
+            name: "monetary".into(),
+            values: vec!["top fifth by spend".into(), String::new()],
+        }],
+    };
+    let skipped = acme.write(|tx| tx.save_scores("rfm", &batch(5.0), &[ann, other], 1_000)).unwrap();
+    assert_eq!(skipped, 1, "globex's customer is not acme's to score");
+    acme.write(|tx| tx.save_scores("rfm", &batch(4.0), &[ann, other], 2_000)).unwrap();
+
+    let profile = acme.profile(ann, 10).unwrap().unwrap();
+    assert_eq!(profile.scores["rfm.monetary"], 4.0, "the latest value");
+    assert_eq!(profile.labels["rfm.segment"], "champions");
+    assert_eq!(acme.count_customers("score.rfm.monetary >= 4").unwrap(), 1);
+    assert_eq!(acme.count_customers(r#"label.rfm.segment = "champions""#).unwrap(), 1);
+    let history = acme.export(ann).unwrap().unwrap()["score_history"].as_array().unwrap().len();
+    assert_eq!(history, 4, "two runs × (one score + one label)");
+    assert!(globex.profile(other, 10).unwrap().unwrap().scores.is_empty());
+}
+
+#[test]
+fn branches_are_kept_per_organization() {
+    use rapport::model::Branch;
+    let (_dir, store) = store();
+    store.create_org("acme", "Acme").unwrap();
+    store.create_org("globex", "Globex").unwrap();
+    let acme = store.org("acme").unwrap();
+    let branch =
+        |code: &str, name: &str| Branch { code: code.into(), name: name.into(), attributes: Default::default() };
+    acme.save_branch(&actor(), &branch("bkk-01", "Bangkok Siam")).unwrap();
+    acme.save_branch(&actor(), &branch("cnx-01", "Chiang Mai")).unwrap();
+    acme.save_branch(&actor(), &branch("bkk-01", "Bangkok Siam Square")).unwrap();
+    let names: Vec<String> = acme.branches().unwrap().into_iter().map(|b| b.name).collect();
+    assert_eq!(names, ["Bangkok Siam Square", "Chiang Mai"]);
+    assert!(store.org("globex").unwrap().branches().unwrap().is_empty());
+    let err = acme.save_branch(&actor(), &branch("bad code!", "x")).unwrap_err();
+    assert!(err.to_string().contains("must be 1-64 characters"), "{err}");
+    assert_eq!(acme.audit(0, 10).unwrap().iter().filter(|e| e.action == "branch.save").count(), 3);
+}

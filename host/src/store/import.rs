@@ -144,8 +144,27 @@ impl TimeInput {
     }
 }
 
-/// One parsed record, or why its line is rejected.
-type Parsed = std::result::Result<Value, String>;
+/// One record as read, or why its line is rejected.
+type Parsed = std::result::Result<Raw, String>;
+
+/// A record not yet decoded into its kind's type: an NDJSON line is decoded straight from its
+/// text (one pass, no intermediate JSON tree); a CSV row arrives as the object it maps to.
+enum Raw {
+    Line(String),
+    Object(Value),
+}
+
+impl Raw {
+    fn decode<T: serde::de::DeserializeOwned>(self) -> std::result::Result<T, String> {
+        match self {
+            Raw::Line(text) => serde_json::from_str(&text).map_err(|e| match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("invalid JSON: {e}"),
+                _ => e.to_string(),
+            }),
+            Raw::Object(value) => serde_json::from_value(value).map_err(|e| e.to_string()),
+        }
+    }
+}
 
 /// Reads records as JSON objects, whatever the format, with their line numbers.
 enum Records<R: BufRead> {
@@ -186,10 +205,10 @@ impl<R: BufRead> Records<R> {
                 if text.is_empty() {
                     continue;
                 }
-                let parsed = match serde_json::from_str::<Value>(text) {
-                    Ok(v @ Value::Object(_)) => Ok(v),
-                    Ok(_) => Err("each line must be a JSON object".to_owned()),
-                    Err(e) => Err(format!("invalid JSON: {e}")),
+                let parsed = if text.starts_with('{') {
+                    Ok(Raw::Line(text.to_owned()))
+                } else {
+                    Err("each line must be a JSON object".to_owned())
                 };
                 return Ok(Some((*line, parsed)));
             },
@@ -208,7 +227,7 @@ impl<R: BufRead> Records<R> {
                     return Ok(None);
                 }
                 let line = record.position().map_or(0, |p| p.line());
-                Ok(Some((line, csv_object(headers, record))))
+                Ok(Some((line, csv_object(headers, record).map(Raw::Object))))
             }
         }
     }
@@ -217,7 +236,7 @@ impl<R: BufRead> Records<R> {
 /// A CSV row as the JSON object its NDJSON twin would be: `customer_source`/`customer_external_id`
 /// become `customer` (and `distributor_*` become `distributor`), `attributes.<key>` columns and unknown columns become attributes, numbers
 /// where a number is expected, empty cells are absent.
-fn csv_object(headers: &[String], record: &csv::StringRecord) -> Parsed {
+fn csv_object(headers: &[String], record: &csv::StringRecord) -> std::result::Result<Value, String> {
     const NUMBERS: &[&str] = &["amount_minor"];
     const KNOWN: &[&str] = &[
         "source",
@@ -329,7 +348,7 @@ impl OrgTx<'_> {
         &self,
         actor: &Actor,
         kind: ImportKind,
-        rows: Vec<(u64, Value)>,
+        rows: Vec<(u64, Raw)>,
         report: &mut ImportReport,
     ) -> Result<()> {
         let (first, last) = (rows.first().map_or(0, |r| r.0), rows.last().map_or(0, |r| r.0));
@@ -340,15 +359,11 @@ impl OrgTx<'_> {
             let outcome = match kind {
                 // A customer spans several tables: a savepoint keeps a rejected one from leaving
                 // part of itself behind. Interactions and distributors are one statement each.
-                ImportKind::Customers => serde_json::from_value(value)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| self.all_or_nothing(|| self.import_customer(r, &mut updated))),
-                ImportKind::Interactions => serde_json::from_value(value)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| self.import_interaction(r, &mut customers)),
-                ImportKind::Distributors => {
-                    serde_json::from_value(value).map_err(|e| e.to_string()).and_then(|r| self.import_distributor(r))
+                ImportKind::Customers => {
+                    value.decode().and_then(|r| self.all_or_nothing(|| self.import_customer(r, &mut updated)))
                 }
+                ImportKind::Interactions => value.decode().and_then(|r| self.import_interaction(r, &mut customers)),
+                ImportKind::Distributors => value.decode().and_then(|r| self.import_distributor(r)),
             };
             match outcome {
                 Ok(Outcome::Created(id)) => {
@@ -512,36 +527,34 @@ impl OrgTx<'_> {
             attributes: r.attributes,
             ticket,
         };
-        if let Some(ext) = &interaction.external_id {
-            let existing: Option<(i64, i64, i64, Option<i64>, String)> = self
-                .tx
-                .prepare_cached(scoped(
-                    "SELECT id, customer_id, occurred_at, amount_minor, attributes FROM interactions \
-                     WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
-                ))
-                .map_err(sql)?
-                .query_row(params![self.org, interaction.source, ext], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .optional()
-                .map_err(sql)?;
-            if let Some((id, customer_id, at, amount_minor, attributes)) = existing {
-                let same = customer_id == customer
-                    && at == occurred_at
-                    && amount_minor == interaction.amount.as_ref().map(|m| m.amount_minor)
-                    && attributes == attributes_text(&interaction.attributes);
-                if same {
-                    return Ok(Outcome::Unchanged);
-                }
-                return Err(format!(
-                    "interaction {}:{ext} (id {id}) was already imported with other values; interactions are facts \
-                     and are not overwritten by a re-import",
-                    interaction.source
-                ));
-            }
+        // Insert unless (source, external id) is already there; only then look at what is stored.
+        if insert_interaction_row(self.tx, self.org, &interaction, true).map_err(sql)? == 1 {
+            return Ok(Outcome::Created(self.tx.last_insert_rowid() as Id));
         }
-        insert_interaction_row(self.tx, self.org, &interaction).map_err(sql)?;
-        Ok(Outcome::Created(self.tx.last_insert_rowid() as Id))
+        let ext = interaction.external_id.as_deref().unwrap_or_default();
+        let (id, customer_id, at, amount_minor, attributes): (i64, i64, i64, Option<i64>, String) = self
+            .tx
+            .prepare_cached(scoped(
+                "SELECT id, customer_id, occurred_at, amount_minor, attributes FROM interactions \
+                 WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
+            ))
+            .map_err(sql)?
+            .query_row(params![self.org, interaction.source, ext], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(sql)?;
+        let same = customer_id == customer
+            && at == occurred_at
+            && amount_minor == interaction.amount.as_ref().map(|m| m.amount_minor)
+            && attributes == attributes_text(&interaction.attributes);
+        if same {
+            return Ok(Outcome::Unchanged);
+        }
+        Err(format!(
+            "interaction {}:{ext} (id {id}) was already imported with other values; interactions are facts and \
+             are not overwritten by a re-import",
+            interaction.source
+        ))
     }
 
     fn import_distributor(&self, r: DistributorRecord) -> std::result::Result<Outcome, String> {

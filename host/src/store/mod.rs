@@ -25,8 +25,8 @@ pub use dedupe::{Candidate, email as normalize_email, phone_e164};
 pub use import::{BATCH, ImportFormat, ImportKind, ImportReport, RowError};
 
 use crate::model::{
-    Actor, Attributes, Consent, Customer, CustomerPage, Distributor, DownlineMember, ExternalId, Id, Interaction,
-    InteractionKind, LawfulBasis, Money, Ticket, TicketStatus, Timestamp,
+    Actor, Attributes, Branch, Consent, Customer, CustomerPage, Distributor, DownlineMember, ExternalId, Id,
+    Interaction, InteractionKind, LawfulBasis, Money, Ticket, TicketStatus, Timestamp,
 };
 use crate::plugins::{DataError, DataSource};
 
@@ -418,6 +418,41 @@ impl OrgStore {
         })
     }
 
+    /// The organization's branches, by code.
+    pub fn branches(&self) -> Result<Vec<Branch>> {
+        let conn = self.conn()?;
+        let branches = conn
+            .prepare_cached(scoped("SELECT code, name, attributes FROM branches WHERE org_id = ?1 ORDER BY code"))?
+            .query_map([self.org.id], |r| {
+                Ok(Branch { code: r.get(0)?, name: r.get(1)?, attributes: json_map(r.get(2)?) })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(branches)
+    }
+
+    /// Create or update a branch (by code).
+    pub fn save_branch(&self, actor: &Actor, branch: &Branch) -> Result<()> {
+        let code_ok = !branch.code.is_empty()
+            && branch.code.len() <= 64
+            && branch.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !code_ok {
+            return Err(StoreError::Invalid(format!(
+                "branch code `{}` must be 1-64 characters of letters, digits, `-` or `_`",
+                branch.code
+            )));
+        }
+        self.write(|tx| {
+            tx.tx.execute(
+                scoped(
+                    "INSERT INTO branches (org_id, code, name, attributes) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (org_id, code) DO UPDATE SET name = excluded.name, attributes = excluded.attributes",
+                ),
+                params![self.org.id, branch.code, branch.name, attributes_text(&branch.attributes)],
+            )?;
+            tx.audit(actor, "branch.save", "branch", None, json!({ "branch": branch }))
+        })
+    }
+
     pub fn distributor(&self, id: Id) -> Result<Option<Distributor>> {
         let conn = self.conn()?;
         Ok(conn
@@ -651,6 +686,70 @@ impl OrgTx<'_> {
         Ok(())
     }
 
+    /// Store one scorer's results for a batch of customers: the current value (and label,
+    /// explanation) per score, and a history row. Customers not in this organization are skipped
+    /// and counted, never written.
+    pub fn save_scores(
+        &self,
+        plugin: &str,
+        batch: &crate::model::ScoreBatch,
+        ids: &[Id],
+        at: Timestamp,
+    ) -> Result<u64> {
+        let mut belongs =
+            self.tx.prepare_cached(scoped("SELECT EXISTS (SELECT 1 FROM customers WHERE org_id = ?1 AND id = ?2)"))?;
+        let mut upsert = self.tx.prepare_cached(
+            "INSERT INTO scores (customer_id, plugin, name, value, label, explanation, computed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (customer_id, plugin, name) DO UPDATE SET value = excluded.value, label = excluded.label, \
+             explanation = excluded.explanation, computed_at = excluded.computed_at",
+        )?;
+        let mut history = self.tx.prepare_cached(
+            "INSERT INTO score_history (customer_id, plugin, name, value, label, computed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut skipped = 0;
+        for (i, &id) in ids.iter().enumerate() {
+            if !belongs.query_row(params![self.org, id as i64], |r| r.get::<_, bool>(0))? {
+                skipped += 1;
+                continue;
+            }
+            let explanation = |name: &str| {
+                batch
+                    .explanations
+                    .iter()
+                    .find(|e| e.name == name)
+                    .map(|e| e.values[i].as_str())
+                    .filter(|e| !e.is_empty())
+            };
+            for column in &batch.scores {
+                let value = Some(column.values[i]).filter(|v| v.is_finite());
+                upsert.execute(params![
+                    id as i64,
+                    plugin,
+                    column.name,
+                    value,
+                    None::<String>,
+                    explanation(&column.name),
+                    at
+                ])?;
+                history.execute(params![id as i64, plugin, column.name, value, None::<String>, at])?;
+            }
+            for label in &batch.labels {
+                let text = label.get(i);
+                upsert.execute(params![
+                    id as i64,
+                    plugin,
+                    label.name,
+                    None::<f64>,
+                    text,
+                    explanation(&label.name),
+                    at
+                ])?;
+                history.execute(params![id as i64, plugin, label.name, None::<f64>, text, at])?;
+            }
+        }
+        Ok(skipped)
+    }
+
     /// Insert an interaction for a customer of this organization.
     pub fn insert_interaction(&self, i: &Interaction) -> Result<Id> {
         let belongs: bool = self
@@ -660,19 +759,27 @@ impl OrgTx<'_> {
         if !belongs {
             return Err(StoreError::Invalid(format!("customer {} does not exist", i.customer)));
         }
-        insert_interaction_row(self.tx, self.org, i)?;
+        insert_interaction_row(self.tx, self.org, i, false)?;
         Ok(self.tx.last_insert_rowid() as Id)
     }
 }
 
-fn insert_interaction_row(conn: &Connection, org: i64, i: &Interaction) -> rusqlite::Result<usize> {
+/// Insert one interaction row; with `skip_existing`, a (source, external id) already stored is
+/// left alone and 0 rows are reported.
+fn insert_interaction_row(
+    conn: &Connection,
+    org: i64,
+    i: &Interaction,
+    skip_existing: bool,
+) -> rusqlite::Result<usize> {
+    const INSERT: &str = "INSERT INTO interactions (org_id, customer_id, kind, channel, source, external_id, occurred_at, \
+         amount_minor, currency, subject, body, attributes, ticket_status, ticket_category, due_at, resolution, closed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+    const INSERT_NEW: &str = "INSERT INTO interactions (org_id, customer_id, kind, channel, source, external_id, occurred_at, \
+         amount_minor, currency, subject, body, attributes, ticket_status, ticket_category, due_at, resolution, closed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT DO NOTHING";
     let ticket = i.ticket.as_ref();
-    conn.prepare_cached(scoped(
-        "INSERT INTO interactions (org_id, customer_id, kind, channel, source, external_id, occurred_at, amount_minor, \
-         currency, subject, body, attributes, ticket_status, ticket_category, due_at, resolution, closed_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    ))?
-    .execute(params![
+    conn.prepare_cached(scoped(if skip_existing { INSERT_NEW } else { INSERT }))?.execute(params![
         org,
         i.customer as i64,
         i.kind.as_str(),
