@@ -147,3 +147,31 @@ fn export_holds_everything_and_after_erase_nothing_personal() {
     assert_eq!(acme.find_customer("shop", "c-2").unwrap().unwrap().name.as_deref(), Some("Suda Srisuk"));
     assert!(acme.find_customer("shop", "c-1").unwrap().is_none(), "external ids are gone");
 }
+
+#[test]
+fn a_merged_away_id_is_never_given_to_someone_else() {
+    let (_dir, _store, acme) = setup();
+    let (c1, c3) = (id(&acme, "shop", "c-1"), id(&acme, "shop", "c-3"));
+    acme.merge(&actor(), c1, c3).unwrap();
+    let body = json!({"source": "shop", "external_id": "c-99", "name": "Newcomer"}).to_string();
+    acme.import(&actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body), |_| {}).unwrap();
+    let newcomer = id(&acme, "shop", "c-99");
+    assert!(newcomer > c3, "ids grow past merged-away ones ({newcomer} vs {c3})");
+    assert_eq!(acme.resolve(c3).unwrap(), Some(c1));
+    assert_eq!(acme.resolve(newcomer).unwrap(), Some(newcomer));
+}
+
+#[test]
+fn an_export_holds_only_its_own_person_from_shared_audit_entries() {
+    let (_dir, _store, acme) = setup();
+    // One import batch updates two customers: each export shows only its own before/after.
+    let both = [
+        json!({"source": "shop", "external_id": "c-1", "email": "somchai@new.example"}),
+        json!({"source": "shop", "external_id": "c-2", "email": "suda@new.example"}),
+    ];
+    let body: String = both.iter().map(|p| p.to_string() + "\n").collect();
+    acme.import(&actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body), |_| {}).unwrap();
+    let export = acme.export(id(&acme, "shop", "c-1")).unwrap().unwrap();
+    assert!(contains_text(&export["audit"], "somchai@new.example"));
+    assert!(!contains_text(&export, "suda"), "another person's data leaked into the export: {:#}", export["audit"]);
+}

@@ -219,3 +219,51 @@ fn a_session_meters_each_call_and_recovers_after_a_trap() {
     }
     assert!(panicking.describe().is_ok(), "describe works on the fresh instance");
 }
+
+/// A store that answers every query slowly and always has another page.
+struct Slow;
+
+impl rapport::plugins::DataSource for Slow {
+    fn customer(&self, _: u64) -> Result<Option<rapport::model::Customer>, rapport::plugins::DataError> {
+        Ok(None)
+    }
+    fn find_customer(&self, _: &str, _: &str) -> Result<Option<rapport::model::Customer>, rapport::plugins::DataError> {
+        Ok(None)
+    }
+    fn timeline(
+        &self,
+        _: u64,
+        _: Option<i64>,
+        _: u32,
+    ) -> Result<Vec<rapport::model::Interaction>, rapport::plugins::DataError> {
+        Ok(Vec::new())
+    }
+    fn query_customers(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: u32,
+    ) -> Result<Result<rapport::model::CustomerPage, String>, rapport::plugins::DataError> {
+        std::thread::sleep(Duration::from_millis(5));
+        Ok(Ok(rapport::model::CustomerPage { items: Vec::new(), next_cursor: Some("more".into()) }))
+    }
+    fn distributor(&self, _: u64) -> Result<Option<rapport::model::Distributor>, rapport::plugins::DataError> {
+        Ok(None)
+    }
+    fn downline(&self, _: u64, _: u32) -> Result<Vec<rapport::model::DownlineMember>, rapport::plugins::DataError> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn time_spent_in_host_calls_counts_against_the_cpu_limit() {
+    // Epochs interrupt wasm, not a plugin waiting in the host: the host checks the deadline.
+    let rt = runtime(Meter::Epoch);
+    let reporter = load(&rt, wasm::TEMPLATE_REPORTER_TEMPLATE);
+    let limits = Limits { cpu_time: Duration::from_millis(50), ..Limits::for_world(World::Reporter) };
+    let ctx = CallContext::new(Arc::new(Slow), &json!({}), limits);
+    let err = reporter.run_report(&ctx, &json!({})).unwrap_err();
+    assert_eq!(err.failure.code(), "cpu", "{err}");
+    assert!(err.to_string().contains("reached during a host call"), "{err}");
+    assert!(err.trace.host_calls < 50, "stopped soon after the deadline: {} calls", err.trace.host_calls);
+}

@@ -409,3 +409,76 @@ fn branches_are_kept_per_organization() {
     assert!(err.to_string().contains("must be 1-64 characters"), "{err}");
     assert_eq!(acme.audit(0, 10).unwrap().iter().filter(|e| e.action == "branch.save").count(), 3);
 }
+
+#[test]
+fn reimports_compare_whole_records() {
+    let (_dir, store) = store();
+    store.create_org("acme", "Acme").unwrap();
+    let acme = store.org("acme").unwrap();
+    import(&acme, ImportKind::Customers, &reference_customers());
+    import(&acme, ImportKind::Interactions, &reference_interactions());
+    // Another currency for the same order: not silently "unchanged", and not overwritten.
+    let changed = reference_interactions().replace("\"USD\"", "\"EUR\"");
+    let report = import(&acme, ImportKind::Interactions, &changed);
+    assert_eq!(report.accepted, 1, "the ticket did not change: {report:?}");
+    assert!(report.rejected[0].error.contains("already imported with other values"), "{report:?}");
+
+    // Consents in any order are the same consents.
+    let consents = |order: [i64; 2]| {
+        ndjson(&[json!({"source": "shop", "external_id": "c-9", "consents": order.map(|t| json!({
+            "purpose": format!("p{t}"), "basis": "consent", "given_at": t, "source": "web"}))})])
+    };
+    assert_eq!(import(&acme, ImportKind::Customers, &consents([2, 1])).created, 1);
+    assert_eq!(import(&acme, ImportKind::Customers, &consents([1, 2])).unchanged, 1);
+    assert_eq!(import(&acme, ImportKind::Customers, &consents([2, 1])).unchanged, 1);
+
+    // An interaction needs its external id, or a re-run would count it twice.
+    let anonymous = ndjson(&[
+        json!({"source": "shop", "customer": {"source": "shop", "external_id": "c-1"}, "kind": "call", "occurred_at": 0}),
+    ]);
+    let report = import(&acme, ImportKind::Interactions, &anonymous);
+    assert!(report.rejected[0].error.contains("missing field `external_id`"), "{report:?}");
+
+    // CSV cells are text: unix milliseconds still read as a time.
+    let csv = "source,external_id,customer_source,customer_external_id,kind,occurred_at\nshop,m-1,shop,c-1,call,852076800000\n";
+    let report = acme.import(&actor(), ImportKind::Interactions, ImportFormat::Csv, Cursor::new(csv), |_| {}).unwrap();
+    assert_eq!(report.created, 1, "{report:?}");
+}
+
+#[test]
+fn an_import_adds_and_updates_but_never_deletes() {
+    let (_dir, store) = store();
+    store.create_org("acme", "Acme").unwrap();
+    let acme = store.org("acme").unwrap();
+    import(&acme, ImportKind::Customers, &reference_customers());
+    // The shop's second export lacks Ann's phone and has another tag: nothing is lost.
+    let partial =
+        ndjson(&[json!({"source": "shop", "external_id": "c-1", "tags": ["newsletter"], "attributes": {"size": "M"}})]);
+    assert_eq!(import(&acme, ImportKind::Customers, &partial).updated, 1);
+    let ann = acme.find_customer("shop", "c-1").unwrap().unwrap();
+    assert_eq!((ann.name.as_deref(), ann.phone.as_deref()), (Some("Ann"), Some("+6621234567")));
+    assert_eq!(ann.tags, ["newsletter"]);
+    assert_eq!((ann.attributes["tier"].as_str(), ann.attributes["size"].as_str()), (Some("gold"), Some("M")));
+}
+
+#[test]
+fn tag_null_checks_and_missing_values_behave() {
+    let (_dir, store) = store();
+    store.create_org("acme", "Acme").unwrap();
+    let acme = store.org("acme").unwrap();
+    let people = ndjson(&[
+        json!({"source": "s", "external_id": "1", "name": "Ann", "email": "ann@example.com", "tags": ["vip"]}),
+        json!({"source": "s", "external_id": "2", "name": "Bo"}),
+    ]);
+    import(&acme, ImportKind::Customers, &people);
+    assert_eq!(acme.count_customers("tag is null").unwrap(), 1, "no tags at all");
+    assert_eq!(acme.count_customers("tag is not null").unwrap(), 1);
+    // A missing email contains nothing, so `not` keeps that customer.
+    assert_eq!(acme.count_customers(r#"not email ~ "example.com""#).unwrap(), 1);
+    assert_eq!(acme.count_customers(r#"email != "ann@example.com""#).unwrap(), 1);
+    assert_eq!(acme.count_customers(r#"not (email = "ann@example.com")"#).unwrap(), 1);
+    // A plugin sending an absurd filter gets an error, not a crashed host.
+    let deep = format!("{}name = \"a\"{}", "(".repeat(1000), ")".repeat(1000));
+    let data: &dyn rapport::plugins::DataSource = &acme;
+    assert!(data.query_customers(&deep, None, 10).unwrap().unwrap_err().contains("at most 32 deep"));
+}

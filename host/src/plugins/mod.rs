@@ -34,7 +34,7 @@ pub use limits::Limits;
 pub use state::{Level, LogLine};
 
 use crate::model;
-use state::{HostCallLimit, State};
+use state::{HostCallDeadline, HostCallLimit, State};
 use weigh::Weigh;
 
 /// The most items one store query returns to a plugin.
@@ -99,6 +99,10 @@ impl Default for RuntimeConfig {
 /// sit around its first 1.2 MiB).
 const KEEP_RESIDENT: usize = 2 << 20;
 
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 8;
+
 /// Epoch tick length: CPU limits are enforced to this resolution.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -132,14 +136,17 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         let slots = config.max_instances;
+        // Every slot can hold the largest component we admit, so one tenant's heavy components
+        // cannot exhaust a shared sub-pool and fail another tenant's instantiation: the permits
+        // below are the only back-pressure.
         pool.total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 4)
+            .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(slots * MEMORIES_PER_COMPONENT)
+            .total_tables(slots * TABLES_PER_COMPONENT)
             .max_memory_size(config.max_memory_bytes)
-            .max_core_instances_per_component(32)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
             // A fresh instance per call would page-fault its stack and data back in every time if
             // the pool returned slots with madvise. Keep slots resident and, where the kernel has
             // PAGEMAP_SCAN (Linux 6.7+), reset only the pages the last call dirtied.
@@ -392,7 +399,13 @@ impl Plugin {
                 store.epoch_deadline_trap();
             }
         }
-        store.data_mut().start_call();
+        // Epochs cannot interrupt a host call: host functions check this deadline themselves.
+        // Under fuel (deterministic counts) the host-call limit bounds a host-call loop instead.
+        let deadline = match meter {
+            Meter::Epoch => Some(Instant::now() + limits.cpu_time),
+            Meter::Fuel => None,
+        };
+        store.data_mut().start_call(deadline);
 
         let start = Instant::now();
         let result = f(store);
@@ -502,17 +515,25 @@ fn classify(error: wasmtime::Error, state: &State, trace: &Trace, limits: &Limit
     if let Some(data_error) = error.downcast_ref::<DataError>() {
         return Failure::Host { message: data_error.to_string() };
     }
-    match state.limiter.hit {
-        Some(limits::Hit::Memory { requested }) => {
-            return Failure::Memory {
-                limit_mib: limits.memory_bytes >> 20,
-                requested_mib: requested.div_ceil(1 << 20),
-            };
-        }
-        Some(limits::Hit::Table { .. }) => return Failure::Table { limit: limits.table_elements },
-        None => {}
+    if error.is::<HostCallDeadline>() {
+        return Failure::Cpu { limit: format!("{} ms (reached during a host call)", limits.cpu_time.as_millis()) };
     }
-    match error.downcast_ref::<Trap>() {
+    let trap = error.downcast_ref::<Trap>();
+    // A CPU or stack trap is what stopped the call, even if a memory request was refused earlier
+    // (and survived by the guest); any other trap after a refusal is the refusal's doing.
+    if !matches!(trap, Some(Trap::OutOfFuel | Trap::Interrupt | Trap::StackOverflow)) {
+        match state.limiter.hit {
+            Some(limits::Hit::Memory { requested }) => {
+                return Failure::Memory {
+                    limit_mib: limits.memory_bytes >> 20,
+                    requested_mib: requested.div_ceil(1 << 20),
+                };
+            }
+            Some(limits::Hit::Table { .. }) => return Failure::Table { limit: limits.table_elements },
+            None => {}
+        }
+    }
+    match trap {
         Some(Trap::OutOfFuel) | Some(Trap::Interrupt) => Failure::Cpu {
             limit: match meter {
                 Meter::Fuel => format!("{} fuel", limits.fuel),

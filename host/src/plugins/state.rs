@@ -35,12 +35,19 @@ pub const MAX_LOG_LINE: usize = 2048;
 #[error("host call limit reached")]
 pub struct HostCallLimit;
 
+/// Returned (as a trap) by a host function called after the call's CPU time ran out: the epoch
+/// deadline only interrupts wasm, so a plugin looping on host calls is stopped here.
+#[derive(Debug, thiserror::Error)]
+#[error("CPU time ran out during host calls")]
+pub struct HostCallDeadline;
+
 pub struct State {
     pub(super) data: Arc<dyn DataSource>,
     pub(super) config: Arc<str>,
     pub(super) limiter: Limiter,
     pub(super) host_calls: u32,
     max_host_calls: u32,
+    deadline: Option<std::time::Instant>,
     pub(super) logs: Vec<LogLine>,
     max_log_lines: usize,
     pub(super) dropped_logs: usize,
@@ -59,6 +66,7 @@ impl State {
             limiter: Limiter::new(limits),
             host_calls: 0,
             max_host_calls: limits.host_calls,
+            deadline: None,
             logs: Vec::new(),
             max_log_lines: limits.log_lines,
             dropped_logs: 0,
@@ -68,7 +76,8 @@ impl State {
     }
 
     /// Reset what is counted per call (a session makes several calls on one store).
-    pub fn start_call(&mut self) {
+    pub fn start_call(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
         self.host_calls = 0;
         self.logs.clear();
         self.dropped_logs = 0;
@@ -80,6 +89,9 @@ impl State {
         self.host_calls += 1;
         if self.host_calls > self.max_host_calls {
             return Err(wasmtime::Error::new(HostCallLimit));
+        }
+        if self.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            return Err(wasmtime::Error::new(HostCallDeadline));
         }
         Ok(())
     }

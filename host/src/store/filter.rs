@@ -289,15 +289,34 @@ struct Parser {
     pos: usize,
     /// Where the input ends, for errors about something missing at the end.
     end: usize,
+    depth: usize,
+    conditions: usize,
 }
 
+/// The longest filter accepted, in characters.
+pub const MAX_LENGTH: usize = 4096;
+/// The most conditions one filter may hold.
+pub const MAX_CONDITIONS: usize = 64;
+/// The deepest nesting of parentheses and `not`s.
+pub const MAX_DEPTH: usize = 32;
+
 /// Parse a filter; the empty filter matches every customer.
+///
+/// Size and nesting are bounded (the parser and the SQL it produces recurse, and plugins can send
+/// filters): a filter past [`MAX_LENGTH`], [`MAX_CONDITIONS`] or [`MAX_DEPTH`] is an error.
 pub fn parse(input: &str) -> Result<Filter, FilterError> {
+    let length = input.chars().count();
+    if length > MAX_LENGTH {
+        return Err(FilterError {
+            message: format!("a filter may be at most {MAX_LENGTH} characters"),
+            position: MAX_LENGTH,
+        });
+    }
     let toks = lex(input)?;
     if toks.is_empty() {
         return Ok(Filter::All);
     }
-    let mut p = Parser { toks, pos: 0, end: input.chars().count() };
+    let mut p = Parser { toks, pos: 0, end: length, depth: 0, conditions: 0 };
     let filter = p.or()?;
     if let Some((tok, at)) = p.toks.get(p.pos) {
         return Err(FilterError {
@@ -355,16 +374,27 @@ impl Parser {
     fn not(&mut self) -> Result<Filter, FilterError> {
         if self.peek_word("not") {
             self.pos += 1;
-            return Ok(Filter::Not(Box::new(self.not()?)));
+            let inner = self.nested(Self::not)?;
+            return Ok(Filter::Not(Box::new(inner)));
         }
         self.primary()
+    }
+
+    fn nested(&mut self, f: fn(&mut Self) -> Result<Filter, FilterError>) -> Result<Filter, FilterError> {
+        if self.depth >= MAX_DEPTH {
+            return self.fail(format!("a filter may nest parentheses and `not` at most {MAX_DEPTH} deep"));
+        }
+        self.depth += 1;
+        let inner = f(self);
+        self.depth -= 1;
+        inner
     }
 
     fn primary(&mut self) -> Result<Filter, FilterError> {
         match self.toks.get(self.pos).cloned() {
             Some((Tok::LParen, _)) => {
                 self.pos += 1;
-                let inner = self.or()?;
+                let inner = self.nested(Self::or)?;
                 match self.toks.get(self.pos) {
                     Some((Tok::RParen, _)) => {
                         self.pos += 1;
@@ -374,6 +404,10 @@ impl Parser {
                 }
             }
             Some((Tok::Word(name), at)) => {
+                self.conditions += 1;
+                if self.conditions > MAX_CONDITIONS {
+                    return self.fail(format!("a filter may hold at most {MAX_CONDITIONS} conditions"));
+                }
                 let field = Field::parse(&name.to_ascii_lowercase()).ok_or_else(|| FilterError {
                     message: format!("unknown field `{name}`; fields are {FIELDS}"),
                     position: at,
@@ -467,6 +501,11 @@ pub fn to_sql(filter: &Filter, params: &mut Vec<Value>) -> String {
         Filter::And(a, b) => format!("({} AND {})", to_sql(a, params), to_sql(b, params)),
         Filter::Or(a, b) => format!("({} OR {})", to_sql(a, params), to_sql(b, params)),
         Filter::Not(a) => format!("(NOT {})", to_sql(a, params)),
+        Filter::IsNull { field: Field::Tag, negated } => {
+            // "no tags at all" / "some tag".
+            let exists = "EXISTS (SELECT 1 FROM customer_tags t WHERE t.customer_id = c.id)";
+            if *negated { exists.into() } else { format!("(NOT {exists})") }
+        }
         Filter::IsNull { field, negated } => {
             let column = column(field, params);
             format!("({column} IS {}NULL)", if *negated { "NOT " } else { "" })
@@ -478,7 +517,7 @@ pub fn to_sql(filter: &Filter, params: &mut Vec<Value>) -> String {
         Filter::In { field, values } => {
             let column = column(field, params);
             let list = placeholders(values, params);
-            format!("({column} IN ({list}))")
+            format!("(coalesce({column} IN ({list}), 0))")
         }
         Filter::Compare { field: Field::Tag, op, value } => {
             params.push(literal(value));
@@ -488,21 +527,24 @@ pub fn to_sql(filter: &Filter, params: &mut Vec<Value>) -> String {
         Filter::Compare { field, op: Op::Contains, value } => {
             let column = column(field, params);
             params.push(literal(value));
-            format!("(instr(lower({column}), lower(?)) > 0)")
+            // NULL-safe: a missing value does not contain anything, so `not email ~ "x"` keeps
+            // customers without an email.
+            format!("(coalesce(instr(lower({column}), lower(?)) > 0, 0))")
         }
         Filter::Compare { field, op, value } => {
             let column = column(field, params);
             params.push(literal(value));
-            let op = match op {
-                Op::Eq => "=",
-                Op::Ne => "IS NOT",
-                Op::Lt => "<",
-                Op::Le => "<=",
-                Op::Gt => ">",
-                Op::Ge => ">=",
+            // Two-valued logic throughout: a missing value is not equal, not less and not greater,
+            // so `not (name = "x")` and `name != "x"` select the same customers.
+            match op {
+                Op::Eq => format!("({column} IS ?)"),
+                Op::Ne => format!("({column} IS NOT ?)"),
+                Op::Lt => format!("(coalesce({column} < ?, 0))"),
+                Op::Le => format!("(coalesce({column} <= ?, 0))"),
+                Op::Gt => format!("(coalesce({column} > ?, 0))"),
+                Op::Ge => format!("(coalesce({column} >= ?, 0))"),
                 Op::Contains => unreachable!("handled above"),
-            };
-            format!("({column} {op} ?)")
+            }
         }
     }
 }
@@ -602,6 +644,30 @@ mod tests {
         assert_eq!(e.position, 11);
         assert!(parse("purchases.count ~ 3").unwrap_err().message.contains("works on text"));
         assert!(parse(r#"tag > "vip""#).unwrap_err().message.contains("either there or not"));
+    }
+
+    #[test]
+    fn size_and_nesting_are_bounded() {
+        let deep = format!("{}name = \"a\"{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse(&deep).unwrap_err().message.contains("at most 4096 characters"));
+        let deep = format!("{}name = \"a\"{}", "(".repeat(100), ")".repeat(100));
+        assert!(parse(&deep).unwrap_err().message.contains("at most 32 deep"));
+        let nots = format!("{}name = \"a\"", "not ".repeat(100));
+        assert!(parse(&nots).unwrap_err().message.contains("at most 32 deep"));
+        let long = vec!["id = 1"; 100].join(" or ");
+        assert!(parse(&long).unwrap_err().message.contains("at most 64 conditions"));
+        assert!(parse(&vec!["id = 1"; 64].join(" or ")).is_ok());
+    }
+
+    #[test]
+    fn every_field_compiles_with_every_form() {
+        // `is null` on tags once reached an unreachable!() in the compiler.
+        for field in ["tag", "name", "attributes.x", "score.p.s", "label.p.l", "purchases.last", "tickets.open"] {
+            for form in ["is null", "is not null"] {
+                let mut params = Vec::new();
+                to_sql(&parse(&format!("{field} {form}")).unwrap(), &mut params);
+            }
+        }
     }
 
     #[test]

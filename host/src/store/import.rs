@@ -86,8 +86,8 @@ struct CustomerRecord {
 #[serde(deny_unknown_fields)]
 struct InteractionRecord {
     source: String,
-    #[serde(default)]
-    external_id: Option<String>,
+    /// Required: it is what makes re-running an import change nothing.
+    external_id: String,
     customer: ExternalRef,
     kind: InteractionKind,
     #[serde(default)]
@@ -138,8 +138,14 @@ impl TimeInput {
     fn millis(&self) -> std::result::Result<i64, String> {
         match self {
             TimeInput::Millis(ms) => Ok(*ms),
-            TimeInput::Text(s) => super::filter::parse_time(s)
-                .ok_or_else(|| format!("`occurred_at` {s:?} is not an RFC 3339 time like 1997-01-01T00:00:00Z")),
+            // CSV cells are text: unix milliseconds may arrive as digits in a string.
+            TimeInput::Text(s) => {
+                s.trim().parse::<i64>().ok().or_else(|| super::filter::parse_time(s)).ok_or_else(|| {
+                    format!(
+                        "`occurred_at` {s:?} is not an RFC 3339 time like 1997-01-01T00:00:00Z, nor unix milliseconds"
+                    )
+                })
+            }
         }
     }
 }
@@ -434,16 +440,27 @@ impl OrgTx<'_> {
             None => None,
         };
         let existing = self.lookup_customer(&r.source, &r.external_id).map_err(sql)?;
-        let incoming = |base: Customer| Customer {
-            name: r.name.clone(),
-            email: r.email.clone(),
-            phone: r.phone.clone(),
-            branch: r.branch.clone(),
-            distributor,
-            tags: r.tags.clone(),
-            consents: r.consents.clone(),
-            attributes: r.attributes.clone(),
-            ..base
+        // An import adds and updates; it never deletes. A missing field keeps what is stored,
+        // tags and consents are added to the stored ones, attributes are merged key by key: after
+        // a merge, each source's re-import must not wipe what the other sources contributed.
+        let incoming = |base: Customer| {
+            let mut tags = base.tags.clone();
+            tags.extend(r.tags.iter().cloned());
+            let mut consents = base.consents.clone();
+            consents.extend(r.consents.iter().filter(|k| !base.consents.contains(k)).cloned());
+            let mut attributes = base.attributes.clone();
+            attributes.extend(r.attributes.clone());
+            Customer {
+                name: r.name.clone().or(base.name.clone()),
+                email: r.email.clone().or(base.email.clone()),
+                phone: r.phone.clone().or(base.phone.clone()),
+                branch: r.branch.clone().or(base.branch.clone()),
+                distributor: distributor.or(base.distributor),
+                tags,
+                consents,
+                attributes,
+                ..base
+            }
         };
         match existing {
             None => {
@@ -519,7 +536,7 @@ impl OrgTx<'_> {
             kind: r.kind,
             channel: r.channel,
             source: r.source,
-            external_id: r.external_id,
+            external_id: Some(r.external_id),
             occurred_at,
             amount,
             subject: r.subject,
@@ -532,22 +549,18 @@ impl OrgTx<'_> {
             return Ok(Outcome::Created(self.tx.last_insert_rowid() as Id));
         }
         let ext = interaction.external_id.as_deref().unwrap_or_default();
-        let (id, customer_id, at, amount_minor, attributes): (i64, i64, i64, Option<i64>, String) = self
+        let sql_text = format!(
+            "SELECT {} FROM interactions i WHERE i.org_id = ?1 AND i.source = ?2 AND i.external_id = ?3",
+            super::INTERACTION_COLUMNS
+        );
+        let stored = self
             .tx
-            .prepare_cached(scoped(
-                "SELECT id, customer_id, occurred_at, amount_minor, attributes FROM interactions \
-                 WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
-            ))
+            .prepare_cached(scoped(&sql_text))
             .map_err(sql)?
-            .query_row(params![self.org, interaction.source, ext], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
+            .query_row(params![self.org, interaction.source, ext], super::interaction_from_row)
             .map_err(sql)?;
-        let same = customer_id == customer
-            && at == occurred_at
-            && amount_minor == interaction.amount.as_ref().map(|m| m.amount_minor)
-            && attributes == attributes_text(&interaction.attributes);
-        if same {
+        let id = stored.id;
+        if (Interaction { id: 0, ..stored }) == interaction {
             return Ok(Outcome::Unchanged);
         }
         Err(format!(

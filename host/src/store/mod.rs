@@ -574,6 +574,9 @@ impl OrgTx<'_> {
         c.phone = trim(c.phone).map(|p| dedupe::phone_e164(&p, self.country).unwrap_or(p));
         c.tags.sort();
         c.tags.dedup();
+        // Stored consents come back oldest first; order them so on the way in too.
+        c.consents.sort_by_key(|k| k.given_at);
+        c.consents.dedup();
         c
     }
 
@@ -584,9 +587,21 @@ impl OrgTx<'_> {
         )
     }
 
+    /// A distributor referenced by a customer must be this organization's (the foreign key alone
+    /// would accept anyone's).
+    fn check_distributor(&self, c: &Customer) -> Result<()> {
+        let Some(d) = c.distributor else { return Ok(()) };
+        let ours: bool = self
+            .tx
+            .prepare_cached(scoped("SELECT EXISTS (SELECT 1 FROM distributors WHERE org_id = ?1 AND id = ?2)"))?
+            .query_row(params![self.org, d as i64], |r| r.get(0))?;
+        if ours { Ok(()) } else { Err(StoreError::Invalid(format!("distributor {d} does not exist"))) }
+    }
+
     /// Insert a new customer with its external ids, tags and consents; returns it with its id.
     pub fn insert_customer(&self, c: &Customer) -> Result<Customer> {
         let c = &self.normalized(c.clone());
+        self.check_distributor(c)?;
         let now = now_ms();
         let (email_norm, phone_norm) = self.matching_keys(c);
         self.tx
@@ -614,6 +629,7 @@ impl OrgTx<'_> {
     /// Overwrite a customer's fields, external ids, tags and consents with `c`'s.
     pub fn update_customer(&self, c: &Customer) -> Result<()> {
         let c = &self.normalized(c.clone());
+        self.check_distributor(c)?;
         let (email_norm, phone_norm) = self.matching_keys(c);
         let changed = self
             .tx

@@ -45,7 +45,7 @@ impl OrgStore {
             |r| r.get(0),
         )?;
         let profile = self.profile(id, 1)?.ok_or_else(|| StoreError::Invalid(format!("customer {id} vanished")))?;
-        let audit: Vec<_> = self.audit_of(id)?;
+        let audit = self.audit_of(id, &merged_from)?;
         Ok(Some(json!({
             "organization": self.org.slug,
             "exported_at": now_ms(),
@@ -61,12 +61,45 @@ impl OrgStore {
         })))
     }
 
-    fn audit_of(&self, id: Id) -> Result<Vec<super::AuditEntry>> {
-        Ok(self
-            .audit(0, u32::MAX)?
-            .into_iter()
-            .filter(|e| e.entity == "customer" && mentions(&e.detail, id) || e.entity_id == Some(id))
-            .collect())
+    /// What the audit log holds on this customer (and on profiles merged into it): entries about
+    /// them whole, and from entries about many customers (an import batch) only their part.
+    fn audit_of(&self, id: Id, merged_from: &[i64]) -> Result<Vec<Value>> {
+        let conn = self.conn()?;
+        let mut ids: Vec<Id> = merged_from.iter().map(|&i| i as Id).collect();
+        ids.push(id);
+        let mut stmt = conn.prepare(scoped(
+            "SELECT id, at, actor, action, entity, entity_id, detail FROM audit \
+             WHERE org_id = ?1 AND entity = 'customer' ORDER BY id",
+        ))?;
+        let rows = stmt.query_map([self.org.id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (entry, at, actor, action, entity_id, detail) = row?;
+            let detail: Value = serde_json::from_str(&detail).unwrap_or_default();
+            let about = entity_id.is_some_and(|e| ids.contains(&(e as Id)));
+            let parts: Vec<Value> = if about {
+                vec![detail]
+            } else {
+                let mut found = Vec::new();
+                for &i in &ids {
+                    collect(&detail, i, &mut found);
+                }
+                found
+            };
+            if !parts.is_empty() {
+                out.push(json!({ "id": entry, "at": at, "actor": actor, "action": action, "detail": parts }));
+            }
+        }
+        Ok(out)
     }
 
     /// Erase a customer's personal data (see the module docs for what stays).
@@ -75,14 +108,13 @@ impl OrgStore {
     }
 }
 
-/// Whether an audit detail holds a record of this customer (`{"id": id, ...}` anywhere).
-fn mentions(detail: &Value, id: Id) -> bool {
+/// The records of this customer (`{"id": id, ...}`) anywhere inside an audit detail.
+fn collect(detail: &Value, id: Id, out: &mut Vec<Value>) {
     match detail {
-        Value::Object(map) => {
-            map.get("id").and_then(Value::as_u64) == Some(id) || map.values().any(|v| mentions(v, id))
-        }
-        Value::Array(items) => items.iter().any(|v| mentions(v, id)),
-        _ => false,
+        Value::Object(map) if map.get("id").and_then(Value::as_u64) == Some(id) => out.push(detail.clone()),
+        Value::Object(map) => map.values().for_each(|v| collect(v, id, out)),
+        Value::Array(items) => items.iter().for_each(|v| collect(v, id, out)),
+        _ => {}
     }
 }
 
@@ -124,7 +156,7 @@ impl OrgTx<'_> {
         self.tx.execute("DELETE FROM score_history WHERE customer_id = ?1", [id as i64])?;
         let interactions = self.tx.execute(
             scoped(
-                "UPDATE interactions SET subject = NULL, body = NULL, attributes = '{}', external_id = NULL, resolution = NULL \
+                "UPDATE interactions SET subject = NULL, body = NULL, attributes = '{}', resolution = NULL \
                  WHERE org_id = ?1 AND customer_id = ?2",
             ),
             params![self.org, id as i64],

@@ -38,8 +38,9 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX distributors_sponsor ON distributors(org_id, sponsor_id);
 
+    -- AUTOINCREMENT: a merged-away or deleted customer's id is never given to someone else.
     CREATE TABLE customers (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         org_id INTEGER NOT NULL REFERENCES orgs(id),
         name TEXT,
         email TEXT,
