@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod fixture;
 pub mod model;
+pub mod pipeline;
 pub mod plugins;
 pub mod runner;
 pub mod store;

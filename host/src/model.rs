@@ -221,6 +221,46 @@ pub enum Entity {
     Branch(Branch),
 }
 
+impl Entity {
+    /// The fields a change sets: for a create, those with a value; for an update, those that
+    /// differ from `before`. Bookkeeping fields (id, created/updated times) are not changes.
+    pub fn changed_fields(&self, before: Option<&Entity>) -> Vec<String> {
+        const BOOKKEEPING: [&str; 3] = ["id", "created_at", "updated_at"];
+        let object = |e: &Entity| match serde_json::to_value(e) {
+            Ok(Value::Object(mut m)) => match m.values_mut().next().map(Value::take) {
+                Some(Value::Object(fields)) => fields,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        };
+        let after = object(self);
+        let before = before.map(object);
+        let empty = |v: &Value| match v {
+            Value::Null => true,
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            _ => false,
+        };
+        after
+            .iter()
+            .filter(|(k, _)| !BOOKKEEPING.contains(&k.as_str()))
+            .filter(|(k, v)| match &before {
+                Some(b) => b.get(*k) != Some(*v),
+                None => !empty(v),
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn customer_id(&self) -> Option<Id> {
+        match self {
+            Entity::Customer(c) => Some(c.id),
+            Entity::Interaction(i) => Some(i.customer),
+            Entity::Distributor(_) | Entity::Branch(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod examples;
 mod people;
+mod pipeline;
 mod runtime;
 mod store;
 

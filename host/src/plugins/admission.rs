@@ -39,6 +39,10 @@ pub struct Inspection {
     pub version: (u64, u64, u64),
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// The JSON Schema its configuration must meet, from the `rapport:config-schema` custom
+    /// section, when the component ships one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<String>,
 }
 
 impl Inspection {
@@ -120,7 +124,7 @@ pub fn inspect(engine: &Engine, component: &Component, hash: [u8; 32]) -> Result
             supported: supported(),
         });
     }
-    Ok(Inspection { sha256: hex::encode(hash), world, version, imports, exports })
+    Ok(Inspection { sha256: hex::encode(hash), world, version, imports, exports, config_schema: None })
 }
 
 fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
@@ -131,4 +135,25 @@ fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 
 fn supported() -> String {
     SUPPORTED.iter().map(|(a, b)| format!("{a}.{b}.x")).collect::<Vec<_>>().join(", ")
+}
+
+/// The custom section a component's configuration schema travels in.
+pub const CONFIG_SCHEMA_SECTION: &str = "rapport:config-schema";
+
+/// The configuration schema a component ships (in any of its core modules), checked to be JSON.
+pub fn config_schema(bytes: &[u8]) -> Result<Option<String>, AdmissionError> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| AdmissionError::Invalid(e.to_string()))?;
+        if let wasmparser::Payload::CustomSection(section) = payload
+            && section.name() == CONFIG_SCHEMA_SECTION
+        {
+            let text = std::str::from_utf8(section.data())
+                .map_err(|_| AdmissionError::Invalid(format!("its `{CONFIG_SCHEMA_SECTION}` section is not UTF-8")))?;
+            serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                AdmissionError::Invalid(format!("its `{CONFIG_SCHEMA_SECTION}` section is not a JSON schema: {e}"))
+            })?;
+            return Ok(Some(text.to_owned()));
+        }
+    }
+    Ok(None)
 }

@@ -213,7 +213,8 @@ impl Runtime {
             None => {
                 admission::validate(bytes)?;
                 let component = self.inner.cache.component(&self.inner.engine, &hash, bytes)?;
-                let inspection = admission::inspect(&self.inner.engine, &component, hash)?;
+                let mut inspection = admission::inspect(&self.inner.engine, &component, hash)?;
+                inspection.config_schema = admission::config_schema(bytes)?;
                 let pre = match inspection.version {
                     (0, 1, _) => {
                         Prepared::V0_1(v0_1_0::Pre::new(&self.inner.linker, &component, inspection.world).map_err(

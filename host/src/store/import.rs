@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{OrgStore, OrgTx, Result, StoreError, attributes_text, insert_interaction_row, now_ms, scoped};
-use crate::model::{Actor, Attributes, Consent, Customer, ExternalId, Id, Interaction, InteractionKind, Money, Ticket};
+use crate::model::{
+    Actor, Attributes, Change, Consent, Customer, Entity, ExternalId, Id, Interaction, InteractionKind, Money,
+    Operation, Origin, Ticket,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +39,9 @@ pub enum ImportFormat {
 pub struct ImportReport {
     pub accepted: u64,
     pub rejected: Vec<RowError>,
+    /// Records that landed with a policy's warning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<RowWarning>,
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
@@ -45,6 +51,40 @@ pub struct ImportReport {
 pub struct RowError {
     pub line: u64,
     pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowWarning {
+    pub line: u64,
+    pub warning: String,
+}
+
+/// What judges each customer and interaction record of an import before it is written: the write
+/// pipeline's policies, so that bulk paths obey the same rules as single writes. It is called
+/// inside the batch's transaction, once per record that would change something.
+pub trait Gate {
+    /// Judge a change; `change.after` may be patched and is what gets written. `Ok(warnings)`
+    /// lets the record in, `Err(message)` rejects it (and nothing of it lands).
+    fn judge(&mut self, change: &mut Change) -> std::result::Result<Vec<String>, String>;
+    /// After a batch commits: the changes that landed, `after` carrying the stored ids.
+    fn landed(&mut self, changes: Vec<Change>);
+    /// Whether every change passes unjudged (no policies): lets the import take its fast path.
+    fn passes_all(&self) -> bool {
+        false
+    }
+}
+
+/// No policies: the migration path (an owner's explicit, audited bypass) and the store's tests.
+pub struct Ungated;
+
+impl Gate for Ungated {
+    fn judge(&mut self, _: &mut Change) -> std::result::Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+    fn landed(&mut self, _: Vec<Change>) {}
+    fn passes_all(&self) -> bool {
+        true
+    }
 }
 
 /// Records per transaction.
@@ -313,7 +353,20 @@ impl OrgStore {
         kind: ImportKind,
         format: ImportFormat,
         reader: impl BufRead,
+        progress: impl FnMut(u64),
+    ) -> Result<ImportReport> {
+        self.import_gated(actor, kind, format, reader, progress, &mut Ungated)
+    }
+
+    /// Import with every record judged by `gate` (see [`Gate`]).
+    pub fn import_gated(
+        &self,
+        actor: &Actor,
+        kind: ImportKind,
+        format: ImportFormat,
+        reader: impl BufRead,
         mut progress: impl FnMut(u64),
+        gate: &mut dyn Gate,
     ) -> Result<ImportReport> {
         let mut records = Records::new(reader, format)?;
         let mut report = ImportReport::default();
@@ -331,7 +384,10 @@ impl OrgStore {
             }
             if batch.len() >= BATCH || (done && !batch.is_empty()) {
                 let rows = std::mem::take(&mut batch);
-                self.write(|tx| tx.import_batch(actor, kind, rows, &mut report))?;
+                let landed = self.write(|tx| tx.import_batch(actor, kind, rows, &mut report, &mut *gate))?;
+                if !landed.is_empty() {
+                    gate.landed(landed);
+                }
                 progress(last_line);
             }
             if done {
@@ -356,19 +412,26 @@ impl OrgTx<'_> {
         kind: ImportKind,
         rows: Vec<(u64, Raw)>,
         report: &mut ImportReport,
-    ) -> Result<()> {
+        gate: &mut dyn Gate,
+    ) -> Result<Vec<Change>> {
         let (first, last) = (rows.first().map_or(0, |r| r.0), rows.last().map_or(0, |r| r.0));
         let mut created = Vec::new();
         let mut updated = Vec::new();
         let mut customers: HashMap<(String, String), i64> = HashMap::new();
+        let mut landed = Vec::new();
+        let warnings_before = report.warnings.len();
         for (line, value) in rows {
+            let mut judged =
+                Judged { gate: &mut *gate, actor, line, warnings: &mut report.warnings, landed: &mut landed };
             let outcome = match kind {
                 // A customer spans several tables: a savepoint keeps a rejected one from leaving
                 // part of itself behind. Interactions and distributors are one statement each.
-                ImportKind::Customers => {
-                    value.decode().and_then(|r| self.all_or_nothing(|| self.import_customer(r, &mut updated)))
+                ImportKind::Customers => value
+                    .decode()
+                    .and_then(|r| self.all_or_nothing(|| self.import_customer(r, &mut updated, &mut judged))),
+                ImportKind::Interactions => {
+                    value.decode().and_then(|r| self.import_interaction(r, &mut customers, &mut judged))
                 }
-                ImportKind::Interactions => value.decode().and_then(|r| self.import_interaction(r, &mut customers)),
                 ImportKind::Distributors => value.decode().and_then(|r| self.import_distributor(r)),
             };
             match outcome {
@@ -391,15 +454,16 @@ impl OrgTx<'_> {
                 ImportKind::Interactions => "interaction",
                 ImportKind::Distributors => "distributor",
             };
+            let warnings = &report.warnings[warnings_before..];
             self.audit(
                 actor,
                 "import",
                 entity,
                 None,
-                json!({ "lines": [first, last], "created": created, "updated": updated }),
+                json!({ "lines": [first, last], "created": created, "updated": updated, "warnings": warnings }),
             )?;
         }
-        Ok(())
+        Ok(landed)
     }
 
     fn all_or_nothing<T>(&self, f: impl FnOnce() -> std::result::Result<T, String>) -> std::result::Result<T, String> {
@@ -428,7 +492,12 @@ impl OrgTx<'_> {
             .optional()
     }
 
-    fn import_customer(&self, r: CustomerRecord, updated: &mut Vec<Value>) -> std::result::Result<Outcome, String> {
+    fn import_customer(
+        &self,
+        r: CustomerRecord,
+        updated: &mut Vec<Value>,
+        judged: &mut Judged<'_>,
+    ) -> std::result::Result<Outcome, String> {
         let sql = |e: rusqlite::Error| e.to_string();
         if r.source.is_empty() || r.external_id.is_empty() {
             return Err("`source` and `external_id` must not be empty".into());
@@ -464,11 +533,17 @@ impl OrgTx<'_> {
         };
         match existing {
             None => {
-                let c = incoming(Customer {
+                let c = self.normalized(incoming(Customer {
                     external_ids: vec![ExternalId { source: r.source.clone(), id: r.external_id.clone() }],
                     ..Customer::default()
-                });
-                let stored = self.insert_customer(&c).map_err(|e| e.to_string())?;
+                }));
+                let mut change = judged.judge(Operation::Create, None, Entity::Customer(c))?;
+                let Some(Entity::Customer(c)) = &change.after else {
+                    return Err("a policy replaced the customer".into());
+                };
+                let stored = self.insert_customer(c).map_err(|e| e.to_string())?;
+                change.after = Some(Entity::Customer(stored.clone()));
+                judged.land(change);
                 Ok(Outcome::Created(stored.id))
             }
             Some(id) => {
@@ -478,8 +553,17 @@ impl OrgTx<'_> {
                 if same_customer(&before, &after) {
                     return Ok(Outcome::Unchanged);
                 }
+                let mut change =
+                    judged.judge(Operation::Update, Some(Entity::Customer(before.clone())), Entity::Customer(after))?;
+                let Some(Entity::Customer(after)) = &change.after else {
+                    return Err("a policy replaced the customer".into());
+                };
+                let after = self.normalized(after.clone());
                 self.update_customer(&after).map_err(|e| e.to_string())?;
                 updated.push(json!({ "id": id, "before": before, "after": after }));
+                change.after =
+                    Some(Entity::Customer(self.customer(id as Id).map_err(|e| e.to_string())?.unwrap_or(after)));
+                judged.land(change);
                 Ok(Outcome::Updated)
             }
         }
@@ -489,6 +573,7 @@ impl OrgTx<'_> {
         &self,
         r: InteractionRecord,
         customers: &mut HashMap<(String, String), i64>,
+        judged: &mut Judged<'_>,
     ) -> std::result::Result<Outcome, String> {
         let sql = |e: rusqlite::Error| e.to_string();
         let occurred_at = r.occurred_at.millis()?;
@@ -544,21 +629,43 @@ impl OrgTx<'_> {
             attributes: r.attributes,
             ticket,
         };
-        // Insert unless (source, external id) is already there; only then look at what is stored.
-        if insert_interaction_row(self.tx, self.org, &interaction, true).map_err(sql)? == 1 {
-            return Ok(Outcome::Created(self.tx.last_insert_rowid() as Id));
-        }
-        let ext = interaction.external_id.as_deref().unwrap_or_default();
+        let ext = interaction.external_id.clone().unwrap_or_default();
         let sql_text = format!(
             "SELECT {} FROM interactions i WHERE i.org_id = ?1 AND i.source = ?2 AND i.external_id = ?3",
             super::INTERACTION_COLUMNS
         );
-        let stored = self
-            .tx
-            .prepare_cached(scoped(&sql_text))
-            .map_err(sql)?
-            .query_row(params![self.org, interaction.source, ext], super::interaction_from_row)
-            .map_err(sql)?;
+        let find = || {
+            self.tx
+                .prepare_cached(scoped(&sql_text))?
+                .query_row(params![self.org, interaction.source, ext], super::interaction_from_row)
+                .optional()
+        };
+        // Ungated, insert unless (source, external id) is already there and only then look at
+        // what is stored (one statement for the common case). Gated, policies judge only
+        // interactions that would be new.
+        let stored = if judged.gate.passes_all() {
+            if insert_interaction_row(self.tx, self.org, &interaction, true).map_err(sql)? == 1 {
+                return Ok(Outcome::Created(self.tx.last_insert_rowid() as Id));
+            }
+            find().map_err(sql)?.ok_or("interaction vanished mid-import")?
+        } else {
+            match find().map_err(sql)? {
+                Some(stored) => stored,
+                None => {
+                    let mut change = judged.judge(Operation::Create, None, Entity::Interaction(interaction))?;
+                    let Some(Entity::Interaction(mut i)) = change.after.take() else {
+                        return Err("a policy replaced the interaction".into());
+                    };
+                    i.customer = customer as Id;
+                    insert_interaction_row(self.tx, self.org, &i, false).map_err(sql)?;
+                    i.id = self.tx.last_insert_rowid() as Id;
+                    let id = i.id;
+                    change.after = Some(Entity::Interaction(i));
+                    judged.land(change);
+                    return Ok(Outcome::Created(id));
+                }
+            }
+        };
         let id = stored.id;
         if (Interaction { id: 0, ..stored }) == interaction {
             return Ok(Outcome::Unchanged);
@@ -632,6 +739,50 @@ impl OrgTx<'_> {
                  WHERE d.org_id = ?1) SELECT EXISTS (SELECT 1 FROM tree WHERE id = ?3)",
             ))?
             .query_row(params![self.org, id, candidate], |r| r.get(0))
+    }
+}
+
+impl Judged<'_> {
+    fn land(&mut self, change: Change) {
+        if !self.gate.passes_all() {
+            self.landed.push(change);
+        }
+    }
+}
+
+/// One record's passage through the gate.
+struct Judged<'a> {
+    gate: &'a mut dyn Gate,
+    actor: &'a Actor,
+    line: u64,
+    warnings: &'a mut Vec<RowWarning>,
+    landed: &'a mut Vec<Change>,
+}
+
+impl Judged<'_> {
+    fn judge(
+        &mut self,
+        operation: Operation,
+        before: Option<Entity>,
+        after: Entity,
+    ) -> std::result::Result<Change, String> {
+        let changed_fields = if self.gate.passes_all() { Vec::new() } else { after.changed_fields(before.as_ref()) };
+        let mut change = Change {
+            operation,
+            before,
+            after: Some(after),
+            changed_fields,
+            actor: self.actor.clone(),
+            origin: Origin::Import,
+            depth: 0,
+            at: now_ms(),
+        };
+        if self.gate.passes_all() {
+            return Ok(change);
+        }
+        let warnings = self.gate.judge(&mut change)?;
+        self.warnings.extend(warnings.into_iter().map(|warning| RowWarning { line: self.line, warning }));
+        Ok(change)
     }
 }
 

@@ -8,9 +8,11 @@
 //! second backend (PostgreSQL) is an addition.
 
 mod dedupe;
+mod features;
 pub mod filter;
 mod import;
 mod privacy;
+mod registry;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +24,11 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use dedupe::{Candidate, email as normalize_email, phone_e164};
-pub use import::{BATCH, ImportFormat, ImportKind, ImportReport, RowError};
+pub use import::{BATCH, Gate, ImportFormat, ImportKind, ImportReport, RowError, RowWarning, Ungated};
+pub use registry::{
+    CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceRecord,
+    VersionRow, no_plugin,
+};
 
 use crate::model::{
     Actor, Attributes, Branch, Consent, Customer, CustomerPage, Distributor, DownlineMember, ExternalId, Id,
@@ -266,6 +272,23 @@ impl OrgStore {
 
     pub fn customer(&self, id: Id) -> Result<Option<Customer>> {
         load_customer(&*self.conn()?, self.org.id, id)
+    }
+
+    /// The customer as it would be stored (see [`OrgTx::normalized`]).
+    pub fn normalized(&self, c: Customer) -> Customer {
+        normalized(c, self.org.default_country_code.as_deref())
+    }
+
+    /// An interaction by its source system's id.
+    pub fn interaction_by_external_id(&self, source: &str, external_id: &str) -> Result<Option<Interaction>> {
+        let sql = format!(
+            "SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.org_id = ?1 AND i.source = ?2 AND i.external_id = ?3"
+        );
+        Ok(self
+            .conn()?
+            .prepare_cached(scoped(&sql))?
+            .query_row(params![self.org.id, source, external_id], interaction_from_row)
+            .optional()?)
     }
 
     pub fn find_customer(&self, source: &str, external_id: &str) -> Result<Option<Customer>> {
@@ -567,17 +590,8 @@ impl OrgTx<'_> {
 
     /// The customer as it will be stored: trimmed contact details, the phone in E.164 when its
     /// country is known, tags sorted and unique. Compare against this to detect real changes.
-    pub fn normalized(&self, mut c: Customer) -> Customer {
-        let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        c.name = trim(c.name);
-        c.email = trim(c.email);
-        c.phone = trim(c.phone).map(|p| dedupe::phone_e164(&p, self.country).unwrap_or(p));
-        c.tags.sort();
-        c.tags.dedup();
-        // Stored consents come back oldest first; order them so on the way in too.
-        c.consents.sort_by_key(|k| k.given_at);
-        c.consents.dedup();
-        c
+    pub fn normalized(&self, c: Customer) -> Customer {
+        normalized(c, self.country)
     }
 
     fn matching_keys(&self, c: &Customer) -> (Option<String>, Option<String>) {
@@ -778,6 +792,19 @@ impl OrgTx<'_> {
         insert_interaction_row(self.tx, self.org, i, false)?;
         Ok(self.tx.last_insert_rowid() as Id)
     }
+}
+
+fn normalized(mut c: Customer, country: Option<&str>) -> Customer {
+    let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    c.name = trim(c.name);
+    c.email = trim(c.email);
+    c.phone = trim(c.phone).map(|p| dedupe::phone_e164(&p, country).unwrap_or(p));
+    c.tags.sort();
+    c.tags.dedup();
+    // Stored consents come back oldest first; order them so on the way in too.
+    c.consents.sort_by_key(|k| k.given_at);
+    c.consents.dedup();
+    c
 }
 
 /// Insert one interaction row; with `skip_existing`, a (source, external id) already stored is

@@ -132,6 +132,11 @@ fn scrub(detail: &mut Value, id: Id) -> bool {
 }
 
 impl OrgTx<'_> {
+    /// Erase inside a larger transaction (the write pipeline's).
+    pub fn erase_customer(&self, actor: &Actor, id: Id) -> Result<()> {
+        self.erase(actor, id)
+    }
+
     fn erase(&self, actor: &Actor, id: Id) -> Result<()> {
         let exists = self.customer(id)?.is_some();
         if !exists {
@@ -170,6 +175,7 @@ impl OrgTx<'_> {
             .query_map(params![self.org, id as i64], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         ids.push(id as i64);
+        self.forget_pipeline_records(&ids)?;
         let entries: Vec<(i64, String)> = self
             .tx
             .prepare(scoped("SELECT id, detail FROM audit WHERE org_id = ?1 AND entity = 'customer'"))?

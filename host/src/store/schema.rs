@@ -173,4 +173,110 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (org_id, removed_id)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: plugins per organization and what the write pipeline keeps: versions (the component
+    // bytes once per content hash), execution traces, recent changes for dry-runs, fitted scorer
+    // models, jobs, the outbox of follow-up messages.
+    r#"
+    CREATE TABLE components (
+        hash TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL,
+        world TEXT NOT NULL,
+        contract TEXT NOT NULL,
+        config_schema TEXT,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE plugins (
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        name TEXT NOT NULL,
+        world TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 0,
+        position INTEGER NOT NULL,
+        failure_mode TEXT NOT NULL DEFAULT 'closed',
+        config TEXT NOT NULL DEFAULT '{}',
+        active_version INTEGER NOT NULL,
+        shadow_version INTEGER,
+        disabled_reason TEXT,
+        PRIMARY KEY (org_id, name)
+    ) STRICT;
+
+    CREATE TABLE plugin_versions (
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        plugin TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hash TEXT NOT NULL REFERENCES components(hash),
+        author_version TEXT,
+        installed_at INTEGER NOT NULL,
+        installed_by TEXT NOT NULL,
+        PRIMARY KEY (org_id, plugin, version)
+    ) STRICT;
+
+    CREATE TABLE plugin_traces (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        plugin TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        world TEXT NOT NULL,
+        hook TEXT NOT NULL,
+        change_digest TEXT,
+        customer_id INTEGER,
+        outcome TEXT NOT NULL,
+        summary TEXT,
+        duration_us INTEGER NOT NULL,
+        fuel INTEGER,
+        logs TEXT NOT NULL DEFAULT '[]',
+        error TEXT,
+        at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX plugin_traces_plugin ON plugin_traces(org_id, plugin, id);
+    CREATE INDEX plugin_traces_customer ON plugin_traces(org_id, customer_id) WHERE customer_id IS NOT NULL;
+
+    CREATE TABLE change_log (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        customer_id INTEGER,
+        change TEXT NOT NULL,
+        at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX change_log_org ON change_log(org_id, id);
+    CREATE INDEX change_log_customer ON change_log(org_id, customer_id) WHERE customer_id IS NOT NULL;
+
+    CREATE TABLE scorer_models (
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        plugin TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        model BLOB NOT NULL,
+        fitted_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, plugin, version)
+    ) STRICT;
+
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        total INTEGER NOT NULL DEFAULT 0,
+        done INTEGER NOT NULL DEFAULT 0,
+        cursor INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX jobs_state ON jobs(state);
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        channel TEXT NOT NULL,
+        template TEXT NOT NULL,
+        variables TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        action_key TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (org_id, action_key)
+    ) STRICT;
+    "#,
 ];

@@ -178,3 +178,31 @@ pub fn __init() {
         std::panic::set_hook(Box::new(|info| wit_log::log(Level::Error, &format!("panic: {info}"))));
     });
 }
+
+/// Ship a JSON Schema for the plugin's configuration inside the component (the
+/// `rapport:config-schema` custom section). The host checks every configuration an organization
+/// sets against it and refuses a bad one with the path of the bad field, before the plugin ever
+/// runs with it.
+///
+/// ```ignore
+/// rapport_plugin::config_schema!("../config.schema.json");
+/// ```
+#[macro_export]
+macro_rules! config_schema {
+    ($path:literal) => {
+        const _: () = {
+            const SCHEMA: &[u8] = include_bytes!($path);
+            #[used]
+            #[unsafe(link_section = "rapport:config-schema")]
+            static CONFIG_SCHEMA: [u8; SCHEMA.len()] = {
+                let mut out = [0u8; SCHEMA.len()];
+                let mut i = 0;
+                while i < SCHEMA.len() {
+                    out[i] = SCHEMA[i];
+                    i += 1;
+                }
+                out
+            };
+        };
+    };
+}

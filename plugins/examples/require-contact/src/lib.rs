@@ -1,7 +1,8 @@
 //! Example policy: a customer must be reachable (an email or a phone), emails are stored trimmed
-//! and lower-case, and every new customer gets a welcome tag.
+//! and lower-case, and every new customer gets a welcome tag — and, when configured, a task to
+//! call them and a welcome email.
 
-use rapport_plugin::{Action, Change, Decision, Operation, PluginError, Policy, log};
+use rapport_plugin::{Action, Change, Decision, Operation, OutboundMessage, PluginError, Policy, Task, log};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -11,13 +12,21 @@ struct Config {
     welcome_tag: String,
     /// Store emails trimmed and lower-case.
     normalize_email: bool,
+    /// Open a task to call each new customer, due this many days after their creation.
+    welcome_call_days: Option<u32>,
+    /// Queue this email template to each new customer with an email address.
+    welcome_template: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { welcome_tag: "new".into(), normalize_email: true }
+        Config { welcome_tag: "new".into(), normalize_email: true, welcome_call_days: None, welcome_template: None }
     }
 }
+
+rapport_plugin::config_schema!("../config.schema.json");
+
+const DAY_MS: i64 = 86_400_000;
 
 struct RequireContact;
 
@@ -56,12 +65,33 @@ impl Policy for RequireContact {
 
     fn after(change: Change) -> Result<Vec<Action>, PluginError> {
         let config: Config = rapport_plugin::config()?;
-        match change.after_customer() {
-            Some(c) if change.operation == Operation::Create && !config.welcome_tag.is_empty() => {
-                Ok(vec![Action::AddTag((c.id, config.welcome_tag))])
-            }
-            _ => Ok(Vec::new()),
+        let Some(c) = change.after_customer().filter(|_| change.operation == Operation::Create) else {
+            return Ok(Vec::new());
+        };
+        let mut actions = Vec::new();
+        if !config.welcome_tag.is_empty() {
+            actions.push(Action::AddTag((c.id, config.welcome_tag)));
         }
+        if let Some(days) = config.welcome_call_days {
+            actions.push(Action::OpenTask(Task {
+                customer: c.id,
+                subject: format!("Welcome call to {}", c.name.as_deref().unwrap_or("a new customer")),
+                body: None,
+                category: Some("welcome".into()),
+                // Plugins have no clock: the change says when it happened.
+                due_at: Some(change.at + i64::from(days) * DAY_MS),
+                assignee: None,
+            }));
+        }
+        if let (Some(template), Some(_)) = (config.welcome_template, &c.email) {
+            actions.push(Action::QueueMessage(OutboundMessage {
+                customer: c.id,
+                channel: "email".into(),
+                template,
+                variables: serde_json::json!({ "name": c.name }).to_string(),
+            }));
+        }
+        Ok(actions)
     }
 }
 

@@ -4,12 +4,16 @@
 
 use std::hint::black_box;
 
-use rapport_plugin::{Change, Decision, FieldPatch, PluginError, Policy};
+use rapport_plugin::{Action, Change, Decision, FieldPatch, PluginError, Policy};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct Config {
     attack: String,
+    /// Attack from `after` instead: `action-loop` asks for a new tag on every change it sees,
+    /// so its own actions trigger it again without end.
+    #[serde(default)]
+    after: Option<String>,
 }
 
 struct Hostile;
@@ -43,6 +47,15 @@ impl Policy for Hostile {
             "bad-json" => Ok(Decision::Patch(vec![FieldPatch { field: "email".into(), value: "{not json".into() }])),
             "error" => Err(PluginError::config("the hostile plugin reports an error on purpose")),
             other => Err(PluginError::config(format!("unknown attack `{other}`"))),
+        }
+    }
+
+    fn after(change: Change) -> Result<Vec<Action>, PluginError> {
+        let config: Config = rapport_plugin::config()?;
+        match (config.after.as_deref(), change.after_customer()) {
+            (Some("action-loop"), Some(c)) => Ok(vec![Action::AddTag((c.id, format!("loop-{}", change.depth)))]),
+            (Some("trap"), _) => panic!("hostile plugin panicked in `after` on purpose"),
+            _ => Ok(Vec::new()),
         }
     }
 }

@@ -1,0 +1,362 @@
+//! Scoring: customers touched by a write are rescored at once (incremental), and a rescore job
+//! recomputes a whole organization in batches, recording its progress after every batch so that
+//! a restarted server resumes it where it stopped.
+//!
+//! A scorer that needs a population model (`needs-fit`) is fitted by the rescore job; incremental
+//! rescoring uses the model the last job fitted for that version, and skips the scorer (with a
+//! trace saying why) until one exists.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{Active, Pipeline, PipelineError, Result};
+use crate::model::{Actor, FeatureBatch, Id, ScoreBatch, ScorerSpec};
+use crate::plugins::{CallError, Called, Session};
+use crate::store::{Job, OrgStore, TraceRecord, now_ms};
+
+/// A scorer as a rescore drives it: the wasm plugin in production, a native implementation to
+/// measure the plugin against.
+pub trait Scorer {
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, String>;
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String>;
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String>;
+}
+
+/// A native scorer made of closures (benchmarks compare it with the same logic in wasm).
+pub struct NativeScorer<D, F, S> {
+    pub describe: D,
+    pub fit: F,
+    pub score: S,
+}
+
+impl<D, F, S> Scorer for NativeScorer<D, F, S>
+where
+    D: FnMut() -> ScorerSpec,
+    F: FnMut(FeatureBatch) -> Vec<u8>,
+    S: FnMut(FeatureBatch, &[u8]) -> ScoreBatch,
+{
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, String> {
+        Ok((self.describe)())
+    }
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String> {
+        Ok((self.fit)(population))
+    }
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String> {
+        Ok((self.score)(batch, model))
+    }
+}
+
+/// A wasm scorer's session, tracing every call.
+struct Traced<'a> {
+    session: Session<'a>,
+    active: &'a Active,
+    traces: Vec<TraceRecord>,
+}
+
+impl Traced<'_> {
+    fn keep<T>(
+        &mut self,
+        hook: &str,
+        result: std::result::Result<Called<T>, CallError>,
+    ) -> std::result::Result<T, String> {
+        self.traces.push(self.active.callee().outcome(hook, &result));
+        result.map(|c| c.value).map_err(|e| e.to_string())
+    }
+}
+
+impl Scorer for Traced<'_> {
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, String> {
+        let r = self.session.describe();
+        self.keep("describe", r)
+    }
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String> {
+        let r = self.session.fit(population);
+        self.keep("fit", r)
+    }
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String> {
+        let r = self.session.score(batch, model);
+        self.keep("score", r)
+    }
+}
+
+/// One scorer of a rescore: its name and version (scores are stored under the name) and how to
+/// call it.
+pub struct Scoring<'a> {
+    pub name: String,
+    pub version: u32,
+    pub scorer: Box<dyn Scorer + 'a>,
+}
+
+impl Pipeline {
+    /// Rescore these customers with every enabled scorer; returns the customers scored. Failures
+    /// are traced and logged, never returned: the write that touched them has landed.
+    pub(super) fn rescore_touched(
+        &self,
+        org: &OrgStore,
+        touched: &std::collections::BTreeSet<Id>,
+        traces: &mut Vec<TraceRecord>,
+    ) -> Vec<Id> {
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<Id> = touched.iter().copied().collect();
+        let plugins = match self.plugins_of(org) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("rescoring skipped: {e}");
+                return Vec::new();
+            }
+        };
+        let data: Arc<dyn crate::plugins::DataSource> = Arc::new(org.clone());
+        let mut scored = false;
+        for active in &plugins.scorers {
+            let ctx = active.context(&data, &self.shared.settings.scorer_limits);
+            let mut traced = Traced { session: active.plugin.session(&ctx), active, traces: Vec::new() };
+            let result = (|| -> std::result::Result<(), String> {
+                let spec = traced.describe()?;
+                let model = match spec.needs_fit {
+                    true => match org
+                        .scorer_model(&active.row.name, active.row.active_version)
+                        .map_err(|e| e.to_string())?
+                    {
+                        Some((model, _)) => model,
+                        None => return Err("no fitted model for this version yet; run a rescore job".into()),
+                    },
+                    false => Vec::new(),
+                };
+                let batch = org.features(&ids, &spec.features, now_ms()).map_err(|e| e.to_string())?;
+                let out = traced.score(batch, &model)?;
+                check_batch(&out, ids.len())?;
+                org.write(|tx| tx.save_scores(&active.row.name, &out, &ids, now_ms())).map_err(|e| e.to_string())?;
+                Ok(())
+            })();
+            let mut mine = std::mem::take(&mut traced.traces);
+            for t in &mut mine {
+                t.customer = (ids.len() == 1).then_some(ids[0]);
+            }
+            if let Err(message) = result {
+                tracing::warn!(org = %org.org().slug, plugin = %active.row.name, "incremental rescore: {message}");
+                if mine.iter().all(|t| t.outcome != "error") {
+                    mine.push(TraceRecord {
+                        outcome: "skipped".into(),
+                        summary: Some(message),
+                        ..active.callee().traced("score", &Default::default())
+                    });
+                }
+            } else {
+                scored = true;
+            }
+            traces.extend(mine);
+        }
+        if scored { ids } else { Vec::new() }
+    }
+
+    /// Start a job that rescores the whole organization; run it with [`Pipeline::run_job`].
+    pub fn create_rescore_job(&self, org: &str, actor: &Actor) -> Result<Job> {
+        let org = self.org(org)?;
+        let total = org.count_scorable()?;
+        let id = org.write(|tx| tx.create_job(actor, "rescore", total))?;
+        Ok(org.job(id)?.expect("just created"))
+    }
+
+    /// Create a rescore job and run it on a background thread.
+    pub fn spawn_rescore(&self, org: &str, actor: &Actor) -> Result<Job> {
+        let job = self.create_rescore_job(org, actor)?;
+        let (this, slug, id) = (self.clone(), org.to_owned(), job.id);
+        std::thread::Builder::new()
+            .name(format!("rescore-{slug}-{id}"))
+            .stack_size(8 << 20)
+            .spawn(move || {
+                if let Err(e) = this.run_job(&slug, id, None) {
+                    tracing::error!(org = %slug, job = id, "rescore job failed: {e}");
+                }
+            })
+            .map_err(|e| PipelineError::Invalid(format!("cannot start the job's thread: {e}")))?;
+        Ok(job)
+    }
+
+    /// Finish every job a previous process left running (call at start-up).
+    pub fn resume_jobs(&self) -> Result<Vec<Job>> {
+        let mut finished = Vec::new();
+        for (slug, job) in self.shared.store.unfinished_jobs()? {
+            tracing::info!(org = %slug, job = job.id, done = job.done, total = job.total, "resuming job");
+            finished.push(self.run_job(&slug, job.id, None)?);
+        }
+        Ok(finished)
+    }
+
+    /// Run (or resume) a rescore job with the organization's enabled scorers. `max_batches`
+    /// stops it early, still `running`, as a crash would (tests use it to check resumption).
+    pub fn run_job(&self, org: &str, id: i64, max_batches: Option<usize>) -> Result<Job> {
+        let store = self.org(org)?;
+        let plugins = self.plugins_of(&store)?;
+        let data: Arc<dyn crate::plugins::DataSource> = Arc::new(store.clone());
+        let contexts: Vec<_> =
+            plugins.scorers.iter().map(|a| (a, a.context(&data, &self.shared.settings.scorer_limits))).collect();
+        let mut traced: Vec<Traced<'_>> = contexts
+            .iter()
+            .map(|(a, ctx)| Traced { session: a.plugin.session(ctx), active: a, traces: Vec::new() })
+            .collect();
+        let mut scorers: Vec<Scoring<'_>> = traced
+            .iter_mut()
+            .map(|t| Scoring {
+                name: t.active.row.name.clone(),
+                version: t.active.row.active_version,
+                scorer: Box::new(t),
+            })
+            .collect();
+        let result = self.rescore_with(&store, id, &mut scorers, max_batches);
+        drop(scorers);
+        let traces: Vec<TraceRecord> = traced.iter_mut().flat_map(|t| std::mem::take(&mut t.traces)).collect();
+        store.write(|tx| tx.record_traces(&traces))?;
+        result
+    }
+
+    /// The rescore loop over any scorers (the benchmark drives native ones through it too).
+    pub fn rescore_with(
+        &self,
+        store: &OrgStore,
+        id: i64,
+        scorers: &mut [Scoring<'_>],
+        max_batches: Option<usize>,
+    ) -> Result<Job> {
+        let job = store.job(id)?.ok_or_else(|| PipelineError::NotFound(format!("job {id} does not exist")))?;
+        if job.state != "running" {
+            return Ok(job);
+        }
+        match self.rescore_loop(store, &job, scorers, max_batches) {
+            Ok(()) => {}
+            Err(message) => {
+                store.write(|tx| tx.finish_job(id, Some(&message)))?;
+            }
+        }
+        Ok(store.job(id)?.expect("the job exists"))
+    }
+
+    fn rescore_loop(
+        &self,
+        store: &OrgStore,
+        job: &Job,
+        scorers: &mut [Scoring<'_>],
+        max_batches: Option<usize>,
+    ) -> std::result::Result<(), String> {
+        let sql = |e: crate::store::StoreError| e.to_string();
+        let now = now_ms();
+        let batch_size = self.shared.settings.score_batch;
+        let mut specs = Vec::new();
+        let mut models = Vec::new();
+        for s in scorers.iter_mut() {
+            let spec = s.scorer.describe().map_err(|e| format!("scorer `{}`: {e}", s.name))?;
+            let model = if spec.needs_fit {
+                // A model this job already fitted (before a restart) is reused; an older one is not.
+                match store.scorer_model(&s.name, s.version).map_err(sql)? {
+                    Some((model, fitted_at)) if fitted_at >= job.created_at => model,
+                    _ => {
+                        let population = self.population(store, &spec, now, batch_size).map_err(sql)?;
+                        let model = s.scorer.fit(population).map_err(|e| format!("scorer `{}`: {e}", s.name))?;
+                        store.write(|tx| tx.save_model(&s.name, s.version, &model)).map_err(sql)?;
+                        model
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            specs.push(spec);
+            models.push(model);
+        }
+        let (mut cursor, mut done, mut batches) = (job.cursor, job.done, 0);
+        loop {
+            if max_batches.is_some_and(|m| batches >= m) {
+                return Ok(());
+            }
+            let ids = store.scorable_ids(cursor, batch_size as u32).map_err(sql)?;
+            let Some(&last) = ids.last() else { break };
+            let mut outs = Vec::with_capacity(scorers.len());
+            for ((s, spec), model) in scorers.iter_mut().zip(&specs).zip(&models) {
+                let batch = store.features(&ids, &spec.features, now).map_err(sql)?;
+                let out = s.scorer.score(batch, model).map_err(|e| format!("scorer `{}`: {e}", s.name))?;
+                check_batch(&out, ids.len()).map_err(|e| format!("scorer `{}`: {e}", s.name))?;
+                outs.push(out);
+            }
+            done += ids.len() as u64;
+            cursor = last as i64;
+            store
+                .write(|tx| {
+                    for (s, out) in scorers.iter().zip(&outs) {
+                        tx.save_scores(&s.name, out, &ids, now)?;
+                    }
+                    tx.job_progress(job.id, done, cursor)
+                })
+                .map_err(sql)?;
+            batches += 1;
+        }
+        store
+            .write(|tx| {
+                tx.finish_job(job.id, None)?;
+                tx.audit(
+                    &Actor { name: "rapport".into(), role: "host".into() },
+                    "job.done",
+                    "job",
+                    Some(job.id as Id),
+                    json!({ "kind": job.kind, "customers": done, "scorers": scorers.iter().map(|s| &s.name).collect::<Vec<_>>() }),
+                )
+            })
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Every scorable customer's features, for fitting.
+    fn population(
+        &self,
+        store: &OrgStore,
+        spec: &ScorerSpec,
+        now: i64,
+        batch: usize,
+    ) -> crate::store::Result<FeatureBatch> {
+        let mut all = FeatureBatch { ids: Vec::new(), now, columns: Vec::new() };
+        let mut cursor = 0;
+        loop {
+            let ids = store.scorable_ids(cursor, batch as u32)?;
+            let Some(&last) = ids.last() else { break };
+            let part = store.features(&ids, &spec.features, now)?;
+            if all.columns.is_empty() {
+                all.columns = part.columns;
+            } else {
+                for (a, p) in all.columns.iter_mut().zip(part.columns) {
+                    a.values.extend(p.values);
+                }
+            }
+            all.ids.extend(ids);
+            cursor = last as i64;
+        }
+        Ok(all)
+    }
+}
+
+/// A score batch must have one value per customer in every column.
+fn check_batch(out: &ScoreBatch, n: usize) -> std::result::Result<(), String> {
+    let bad = out
+        .scores
+        .iter()
+        .map(|c| (&c.name, c.values.len()))
+        .chain(out.labels.iter().map(|l| (&l.name, l.codes.len())))
+        .chain(out.explanations.iter().map(|e| (&e.name, e.values.len())))
+        .find(|(_, len)| *len != n);
+    match bad {
+        Some((name, len)) => Err(format!("returned {len} values for `{name}` for a batch of {n} customers")),
+        None => Ok(()),
+    }
+}
+
+impl<T: Scorer + ?Sized> Scorer for &mut T {
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, String> {
+        (**self).describe()
+    }
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String> {
+        (**self).fit(population)
+    }
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String> {
+        (**self).score(batch, model)
+    }
+}
