@@ -9,11 +9,13 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::aggregate::Grouper;
 use crate::model::{
-    Branch, Column, Customer, CustomerPage, Distributor, DownlineMember, Feature, FeatureBatch, Id, Interaction,
-    Measure, Timestamp,
+    AggregateQuery, AggregateResult, Branch, Column, Customer, CustomerPage, Distributor, DownlineMember, Feature,
+    FeatureBatch, Id, Interaction, InteractionKind, Measure, TicketStatus, Timestamp,
 };
 use crate::plugins::{DataError, DataSource};
+use crate::store::filter::{Aggregate, Field};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -97,6 +99,92 @@ pub fn feature_value(f: &Feature, interactions: &[&Interaction]) -> f64 {
     }
 }
 
+/// A customer's value of a field of the filter language, as the SQL store computes it.
+fn field_value(field: &Field, c: &Customer, interactions: &[&Interaction]) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let purchases = || interactions.iter().filter(|i| i.kind == InteractionKind::Purchase);
+    let tickets = || interactions.iter().filter(|i| i.kind == InteractionKind::Ticket);
+    let time = |t: Option<i64>| t.map(Value::from);
+    match field {
+        Field::Id => Some(Value::from(c.id)),
+        Field::Name => c.name.clone().map(Value::from),
+        Field::Email => c.email.clone().map(Value::from),
+        Field::Phone => c.phone.clone().map(Value::from),
+        Field::Branch => c.branch.clone().map(Value::from),
+        Field::Distributor => c.distributor.map(Value::from),
+        Field::CreatedAt => Some(Value::from(c.created_at)),
+        Field::UpdatedAt => Some(Value::from(c.updated_at)),
+        Field::Tag => None,
+        Field::Attribute(key) => c.attributes.get(key).cloned(),
+        // A fixture holds no scores.
+        Field::Score { .. } | Field::Label { .. } => None,
+        Field::Aggregate(a) => match a {
+            Aggregate::PurchaseCount => Some(Value::from(purchases().count())),
+            Aggregate::PurchaseTotalMinor => {
+                Some(Value::from(purchases().filter_map(|i| i.amount.as_ref()).map(|m| m.amount_minor).sum::<i64>()))
+            }
+            Aggregate::FirstPurchase => time(purchases().map(|i| i.occurred_at).min()),
+            Aggregate::LastPurchase => time(purchases().map(|i| i.occurred_at).max()),
+            Aggregate::TicketCount => Some(Value::from(tickets().count())),
+            Aggregate::OpenTickets => Some(Value::from(
+                tickets().filter(|i| i.ticket.as_ref().is_none_or(|t| t.status != TicketStatus::Closed)).count(),
+            )),
+            Aggregate::InteractionCount => Some(Value::from(interactions.len())),
+            Aggregate::LastInteraction => time(interactions.iter().map(|i| i.occurred_at).max()),
+        },
+    }
+}
+
+impl Fixture {
+    /// The contract's `aggregate` over the fixture, computed in memory. Like `query_customers`
+    /// here, it takes no filter.
+    fn aggregate_in_memory(&self, q: &AggregateQuery) -> Result<AggregateResult, String> {
+        if !q.filter.trim().is_empty() {
+            return Err(format!(
+                "the fixture runner does not evaluate filters (got `{}`); aggregate with an empty filter",
+                q.filter
+            ));
+        }
+        let parse = |name: &str| crate::store::filter::field(name);
+        let keys: Vec<Field> = q.group_by.iter().map(|n| parse(n)).collect::<Result<_, _>>()?;
+        let fields: Vec<Option<Field>> =
+            q.aggregations.iter().map(|a| a.field.as_deref().map(parse).transpose()).collect::<Result<_, _>>()?;
+        let mut by_customer: HashMap<Id, Vec<&Interaction>> = HashMap::new();
+        for i in &self.interactions {
+            by_customer.entry(i.customer).or_default().push(i);
+        }
+        let text = |v: serde_json::Value| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let mut grouper = Grouper::new(q);
+        for c in &self.customers {
+            let mine = by_customer.get(&c.id).map_or(&[][..], Vec::as_slice);
+            let values: Vec<Option<f64>> = fields
+                .iter()
+                .map(|f| f.as_ref().and_then(|f| field_value(f, c, mine)).and_then(|v| v.as_f64()))
+                .collect();
+            // One row per tag when grouping by tag (none for a customer without tags).
+            let tags: Vec<Option<String>> = if keys.contains(&Field::Tag) && !c.tags.is_empty() {
+                c.tags.iter().cloned().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            for tag in tags {
+                let key = keys
+                    .iter()
+                    .map(|k| match k {
+                        Field::Tag => tag.clone(),
+                        other => field_value(other, c, mine).map(text),
+                    })
+                    .collect();
+                grouper.add(key, &values);
+            }
+        }
+        Ok(grouper.finish())
+    }
+}
+
 impl DataSource for Fixture {
     fn customer(&self, id: Id) -> Result<Option<Customer>, DataError> {
         Ok(self.customers.iter().find(|c| c.id == id).cloned())
@@ -162,5 +250,9 @@ impl DataSource for Fixture {
             out.extend(next.into_iter().map(|d| DownlineMember { distributor: d.clone(), depth }));
         }
         Ok(out)
+    }
+
+    fn aggregate(&self, query: &AggregateQuery) -> Result<Result<AggregateResult, String>, DataError> {
+        Ok(self.aggregate_in_memory(query))
     }
 }

@@ -397,6 +397,79 @@ pub struct DownlineMember {
     pub depth: u32,
 }
 
+// ----- aggregation -----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateOp {
+    Count,
+    Sum,
+    Mean,
+    Min,
+    Max,
+    P50,
+    P90,
+    P99,
+}
+
+impl AggregateOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateOp::Count => "count",
+            AggregateOp::Sum => "sum",
+            AggregateOp::Mean => "mean",
+            AggregateOp::Min => "min",
+            AggregateOp::Max => "max",
+            AggregateOp::P50 => "p50",
+            AggregateOp::P90 => "p90",
+            AggregateOp::P99 => "p99",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregation {
+    pub op: AggregateOp,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+impl Aggregation {
+    /// The result column's name: `count`, `sum(purchases.total_minor)`.
+    pub fn label(&self) -> String {
+        match &self.field {
+            Some(f) => format!("{}({f})", self.op.name()),
+            None => self.op.name().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateQuery {
+    #[serde(default)]
+    pub filter: String,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    #[serde(default)]
+    pub aggregations: Vec<Aggregation>,
+    #[serde(default)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyColumn {
+    pub name: String,
+    pub values: Vec<Option<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateResult {
+    pub keys: Vec<KeyColumn>,
+    pub counts: Vec<u64>,
+    pub values: Vec<Column>,
+    pub truncated: bool,
+}
+
 // ----- scorers -----
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,6 +519,13 @@ pub struct FeatureBatch {
     pub ids: Vec<Id>,
     pub now: Timestamp,
     pub columns: Vec<Column>,
+}
+
+impl FeatureBatch {
+    /// A feature's values by name.
+    pub fn column(&self, name: &str) -> Option<&[f64]> {
+        self.columns.iter().find(|c| c.name == name).map(|c| c.values.as_slice())
+    }
 }
 
 /// A label per customer, dictionary-encoded (see `label-column` in the contract).

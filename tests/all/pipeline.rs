@@ -69,7 +69,7 @@ fn a_deny_stops_the_write_and_nothing_lands() {
     assert_eq!(org.counts().unwrap().customers, 0);
     assert!(!audit_actions(&p).contains(&"customer.create".to_owned()));
     // The decision is in the plugin's execution trace.
-    let traces = org.traces("contact", None, 10).unwrap();
+    let traces = p.traces("acme", "contact", None, 10).unwrap();
     assert_eq!(traces[0].outcome, "deny");
     assert!(traces[0].summary.as_deref().unwrap().contains("field `email`"));
 }
@@ -147,7 +147,7 @@ fn a_trap_fails_closed_by_default_and_open_when_configured() {
     let out = create(&p, json!({ "name": "B", "email": "b@example.com" })).unwrap();
     assert!(out.warnings[0].message.contains("fail-open"), "{:?}", out.warnings);
     assert_eq!(p.org("acme").unwrap().counts().unwrap().customers, 1);
-    let errors = p.org("acme").unwrap().traces("hostile", None, 10).unwrap();
+    let errors = p.traces("acme", "hostile", None, 10).unwrap();
     assert_eq!(errors.iter().filter(|t| t.outcome == "error").count(), 2, "both failures are traced");
 }
 
@@ -391,12 +391,14 @@ fn erasing_a_customer_erases_the_traces_about_them() {
     let out = create(&p, json!({ "name": "Private Person", "email": "PRIVATE@example.com" })).unwrap();
     let id = stored(&out).id;
     let org = p.org("acme").unwrap();
-    let mine = |org: &rapport::store::OrgStore| {
-        org.traces("contact", None, 100).unwrap().into_iter().filter(|t| t.customer == Some(id)).count()
-    };
-    assert!(mine(&org) > 0, "calls about the customer are traced");
+    let mine = p.traces("acme", "contact", None, 100).unwrap().into_iter().filter(|t| t.customer == Some(id)).count();
+    assert!(mine > 0, "calls about the customer are traced");
+    // Another write leaves after-hook traces about the customer in the buffer.
+    let mut c = org.customer(id).unwrap().unwrap();
+    c.name = Some("Still Private".into());
+    p.write("acme", &owner(), Origin::Api, Write::UpdateCustomer(c)).unwrap();
     p.write("acme", &owner(), Origin::Api, Write::EraseCustomer(id)).unwrap();
-    let left: Vec<_> = org.traces("contact", None, 100).unwrap();
+    let left: Vec<_> = p.traces("acme", "contact", None, 100).unwrap();
     assert!(left.iter().all(|t| t.customer != Some(id) || (t.logs == json!([]) && t.summary.is_none())), "{left:?}");
     assert!(
         org.recent_changes(100).unwrap().iter().all(|c| c.after.as_ref().and_then(Entity::customer_id) != Some(id))
@@ -440,4 +442,77 @@ fn features_computed_in_sql_mean_what_the_fixture_says() {
             assert!(want == *got || (want.is_nan() && got.is_nan()), "{f:?} of customer {id}: want {want}, got {got}");
         }
     }
+}
+
+#[test]
+fn a_merge_goes_through_the_policies() {
+    let (_dir, p) = setup(Settings::default());
+    install(&p, "contact", built::REQUIRE_CONTACT, json!({ "welcome_tag": "" }));
+    let a = stored(&create(&p, json!({ "name": "Somchai", "email": "somchai@example.com" })).unwrap()).id;
+    let b = stored(&create(&p, json!({ "phone": "+66812345678", "tags": ["line"] })).unwrap()).id;
+    install(&p, "freeze", built::HOSTILE_POLICY, json!({ "attack": "error" }));
+    let merge = || p.write("acme", &owner(), Origin::Merge, Write::MergeCustomers { keep: a, remove: b });
+    let err = merge().unwrap_err();
+    assert!(matches!(err, PipelineError::PolicyFailed { ref plugin, .. } if plugin == "freeze"), "{err}");
+    let org = p.org("acme").unwrap();
+    assert!(org.customer(b).unwrap().is_some(), "a refused merge leaves both customers");
+
+    p.disable("acme", &owner(), "freeze").unwrap();
+    let out = merge().unwrap();
+    let merged = stored(&out);
+    assert_eq!(
+        (merged.id, merged.phone.as_deref(), merged.tags.clone()),
+        (a, Some("+66812345678"), vec!["line".to_owned()])
+    );
+    assert!(org.customer(b).unwrap().is_none());
+    let actions = audit_actions(&p);
+    assert!(actions.contains(&"merge".to_owned()) && actions.contains(&"policy.decisions".to_owned()), "{actions:?}");
+}
+
+#[test]
+fn aggregations_group_and_summarize_on_the_host() {
+    use rapport::model::{AggregateOp, AggregateQuery, Aggregation};
+    let (_dir, p) = setup(Settings::default());
+    import_reference(&p);
+    let org = p.org("acme").unwrap();
+    let of = |op, field: &str| Aggregation { op, field: Some(field.into()) };
+    let query = AggregateQuery {
+        filter: String::new(),
+        group_by: vec!["branch".into()],
+        aggregations: vec![
+            Aggregation { op: AggregateOp::Count, field: None },
+            of(AggregateOp::Sum, "purchases.total_minor"),
+            of(AggregateOp::P50, "purchases.total_minor"),
+            of(AggregateOp::Max, "purchases.count"),
+        ],
+        limit: 0,
+    };
+    let r = org.aggregate(&query).unwrap();
+    // Customer i bought i times for 10.00 x i: totals 10, 40, 90, 160, 250 (x100 minor units).
+    assert_eq!(r.keys[0].values, [Some("BKK".to_owned()), Some("CNX".to_owned())]);
+    assert_eq!(r.counts, [2, 3]);
+    let column = |k: usize| r.values[k].values.clone();
+    assert_eq!(column(0), [2.0, 3.0]);
+    assert_eq!(column(1), [20_000.0, 35_000.0]);
+    assert_eq!(column(2), [4_000.0, 9_000.0], "nearest-rank medians");
+    assert_eq!(column(3), [4.0, 5.0]);
+    assert_eq!(r.values[1].name, "sum(purchases.total_minor)");
+
+    let big = AggregateQuery { filter: "purchases.count >= 3".into(), limit: 1, ..query.clone() };
+    let r = org.aggregate(&big).unwrap();
+    assert_eq!((r.counts.clone(), r.truncated), (vec![1], true), "BKK has one big buyer; CNX is cut by the limit");
+
+    let bad = |q: AggregateQuery| org.aggregate(&q).unwrap_err().to_string();
+    let unknown = AggregateQuery { group_by: vec!["colour".into()], ..query.clone() };
+    assert!(bad(unknown).contains("unknown field `colour`"));
+    let text = AggregateQuery { aggregations: vec![of(AggregateOp::Sum, "email")], ..query.clone() };
+    assert!(bad(text).contains("`email` is text"));
+
+    // A reporter built on it, through the pipeline.
+    install(&p, "standard", built::BRANCH_STANDARD, json!({}));
+    let report = p.run_report("acme", "standard", &json!({})).unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["rows"], json!([["BKK", 2, 0, 0.0, 4000], ["CNX", 3, 0, 0.0, 9000]]));
+    let err = p.run_report("acme", "standard", &json!({ "filter": "colour = 1" })).unwrap_err();
+    assert!(err.to_string().contains("unknown field `colour`"), "{err}");
 }

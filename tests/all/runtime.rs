@@ -253,6 +253,12 @@ impl rapport::plugins::DataSource for Slow {
     fn downline(&self, _: u64, _: u32) -> Result<Vec<rapport::model::DownlineMember>, rapport::plugins::DataError> {
         Ok(Vec::new())
     }
+    fn aggregate(
+        &self,
+        query: &rapport::model::AggregateQuery,
+    ) -> Result<Result<rapport::model::AggregateResult, String>, rapport::plugins::DataError> {
+        Ok(Ok(rapport::aggregate::Grouper::new(query).finish()))
+    }
 }
 
 #[test]

@@ -51,7 +51,7 @@ impl Gate for PolicyGate<'_> {
         }
         let touched = std::mem::take(&mut self.chain.touched);
         self.pipeline.rescore_touched(self.store, &touched, &mut self.chain.traces);
-        if let Err(e) = self.chain.flush(self.store) {
+        if let Err(e) = self.pipeline.flush_chain(self.store, &mut self.chain) {
             self.error.get_or_insert(e);
         }
         for (name, reason) in std::mem::take(&mut self.chain.disable) {
@@ -100,7 +100,7 @@ impl Pipeline {
         let report = store.import_gated(actor, kind, format, reader, progress, &mut gate)?;
         // Traces of records that were all rejected (no batch landed) are still kept.
         gate.chain.deferred = false;
-        gate.chain.flush(&store)?;
+        self.flush_chain(&store, &mut gate.chain)?;
         match gate.error {
             Some(e) => Err(e),
             None => Ok(report),

@@ -33,7 +33,7 @@ use crate::store::{self, FailureMode, OrgStore, PluginRow, Store, StoreError, Tr
 pub use actions::ActionOutcome;
 pub use registry::{ConfigError, Installed as InstalledVersion};
 pub use report::{Format, render};
-pub use scoring::{NativeScorer, Scorer};
+pub use scoring::{NativeScorer, Scorer, Scoring};
 pub use trial::{DryRun, ShadowReport};
 
 /// How the pipeline behaves; the defaults are what a new organization gets.
@@ -109,6 +109,12 @@ pub enum Write {
     UpdateCustomer(Customer),
     AddInteraction(Interaction),
     EraseCustomer(Id),
+    /// Merge `remove` into `keep` (duplicates): judged as an update of `keep` to the merged
+    /// profile, with origin `merge`.
+    MergeCustomers {
+        keep: Id,
+        remove: Id,
+    },
 }
 
 /// A warning a policy returned (or a fail-open policy's failure): the write landed.
@@ -146,6 +152,28 @@ struct Shared {
     /// Each organization's enabled plugins, loaded; replaced (never mutated) when its registry
     /// changes, so calls in flight finish on the set they started with.
     orgs: Mutex<HashMap<String, Arc<OrgPlugins>>>,
+    /// Trace rows not written yet, per organization: they ride along with the organization's
+    /// next write transaction, or are written in one batch when [`TRACE_BUFFER`] accumulate or
+    /// someone reads the trace. A separate transaction per write for its after-hook traces
+    /// would cost more than the hooks themselves. A crash loses at most this buffer of traces.
+    traces: Mutex<HashMap<i64, Vec<TraceRecord>>>,
+}
+
+/// Trace rows buffered per organization before they are written on their own.
+const TRACE_BUFFER: usize = 256;
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let pending = std::mem::take(&mut *self.traces.lock().unwrap_or_else(|e| e.into_inner()));
+        for (org, traces) in pending {
+            let slug = self.store.orgs().ok().and_then(|all| all.into_iter().find(|o| o.id == org)).map(|o| o.slug);
+            if let Some(store) = slug.and_then(|s| self.store.org(&s).ok())
+                && let Err(e) = store.write(|tx| tx.record_traces(&traces))
+            {
+                tracing::warn!("{} trace rows lost at shutdown: {e}", traces.len());
+            }
+        }
+    }
 }
 
 /// An organization's plugins as calls see them.
@@ -172,7 +200,60 @@ impl Active {
 
 impl Pipeline {
     pub fn new(store: Store, runtime: Runtime, settings: Settings) -> Pipeline {
-        Pipeline { shared: Arc::new(Shared { store, runtime, settings, orgs: Mutex::new(HashMap::new()) }) }
+        Pipeline {
+            shared: Arc::new(Shared {
+                store,
+                runtime,
+                settings,
+                orgs: Mutex::new(HashMap::new()),
+                traces: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Buffer trace rows (see `Shared::traces`); writes the buffer when it is full.
+    pub(crate) fn keep_traces(&self, org: &OrgStore, mut traces: Vec<TraceRecord>) -> Result<()> {
+        if traces.is_empty() {
+            return Ok(());
+        }
+        let full = {
+            let mut all = self.shared.traces.lock().unwrap_or_else(|e| e.into_inner());
+            let pending = all.entry(org.org().id).or_default();
+            pending.append(&mut traces);
+            (pending.len() >= TRACE_BUFFER).then(|| std::mem::take(pending))
+        };
+        match full {
+            Some(rows) => Ok(org.write(|tx| tx.record_traces(&rows))?),
+            None => Ok(()),
+        }
+    }
+
+    fn take_traces(&self, org: &OrgStore) -> Vec<TraceRecord> {
+        self.shared.traces.lock().unwrap_or_else(|e| e.into_inner()).remove(&org.org().id).unwrap_or_default()
+    }
+
+    /// Write an organization's buffered trace rows now.
+    pub fn flush_traces(&self, org: &str) -> Result<()> {
+        let org = self.org(org)?;
+        let rows = self.take_traces(&org);
+        if !rows.is_empty() {
+            org.write(|tx| tx.record_traces(&rows))?;
+        }
+        Ok(())
+    }
+
+    /// A plugin's execution trace, newest first (buffered rows included).
+    pub fn traces(&self, org: &str, plugin: &str, before: Option<i64>, limit: u32) -> Result<Vec<TraceRecord>> {
+        self.flush_traces(org)?;
+        Ok(self.org(org)?.traces(plugin, before, limit)?)
+    }
+
+    /// Keep a chain's traces gathered so far (for paths that do not reach a commit).
+    fn flush_chain(&self, org: &OrgStore, chain: &mut Chain) -> Result<()> {
+        if chain.deferred {
+            return Ok(());
+        }
+        self.keep_traces(org, std::mem::take(&mut chain.traces))
     }
 
     pub fn store(&self) -> &Store {
@@ -238,7 +319,7 @@ impl Pipeline {
         let mut chain = Chain::default();
         let record = self.apply(&org, actor, origin, 0, write, &mut chain)?;
         let rescored = self.rescore_touched(&org, &chain.touched, &mut chain.traces);
-        chain.flush(&org)?;
+        self.flush_chain(&org, &mut chain)?;
         Ok(Outcome {
             changed: record.is_some(),
             record: record.flatten(),
@@ -280,8 +361,11 @@ impl Pipeline {
         let decisions = self.judge(org, &plugins, &data, &mut change, chain)?;
 
         // Commit: the write, its audit row with every decision, the change for dry-runs, and the
-        // policies' traces, in one transaction.
-        let stored = org.write(|tx| {
+        // policies' traces (with the organization's buffered ones, written first so that an
+        // erasure below removes any that concern its customer), in one transaction.
+        let pending = self.take_traces(org);
+        let committed = org.write(|tx| {
+            tx.record_traces(&pending)?;
             let stored = match (&write, &change.after) {
                 (Write::CreateCustomer(_), Some(Entity::Customer(c))) => {
                     Some(Entity::Customer(tx.insert_customer(&Customer { id: 0, ..c.clone() })?))
@@ -298,6 +382,9 @@ impl Pipeline {
                     tx.erase_customer(actor, *id)?;
                     None
                 }
+                (Write::MergeCustomers { keep, remove }, Some(Entity::Customer(c))) => {
+                    Some(Entity::Customer(tx.merge_customers(actor, *keep, *remove, Some(c))?))
+                }
                 _ => return Err(StoreError::Invalid("a policy's patch replaced the record with another kind".into())),
             };
             let (action, entity, id) = audit_target(&write, stored.as_ref());
@@ -305,7 +392,18 @@ impl Pipeline {
                 stored.as_ref().and_then(Entity::customer_id).or(change.before.as_ref().and_then(Entity::customer_id));
             let mut logged = change.clone();
             logged.after = stored.clone();
-            if !matches!(write, Write::EraseCustomer(_)) {
+            if matches!(write, Write::EraseCustomer(_) | Write::MergeCustomers { .. }) {
+                // The store's own audit row says what happened; this one, what policies decided.
+                if !decisions.is_empty() {
+                    tx.audit(
+                        actor,
+                        "policy.decisions",
+                        entity,
+                        id,
+                        json!({ "origin": change.origin, "decisions": decisions }),
+                    )?;
+                }
+            } else {
                 tx.audit(
                     actor,
                     action,
@@ -323,7 +421,14 @@ impl Pipeline {
             }
             tx.record_traces(&chain.traces)?;
             Ok(stored)
-        })?;
+        });
+        let stored = match committed {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.keep_traces(org, pending)?;
+                return Err(e.into());
+            }
+        };
         chain.traces.clear();
         if let Some(c) = stored.as_ref().and_then(Entity::customer_id) {
             chain.touched.insert(c);
@@ -400,7 +505,7 @@ impl Pipeline {
                     self.failed(org, active, "before", Some(&digest), customer, &e, chain);
                     match active.row.failure_mode {
                         FailureMode::Closed => {
-                            chain.flush(org)?;
+                            self.flush_chain(org, chain)?;
                             return Err(PipelineError::PolicyFailed {
                                 plugin: name,
                                 code: e.failure.code(),
@@ -421,14 +526,14 @@ impl Pipeline {
                 Decision::Allow => {}
                 Decision::Warn { message } => chain.warnings.push(Warning { plugin: name, message }),
                 Decision::Deny(d) => {
-                    chain.flush(org)?;
+                    self.flush_chain(org, chain)?;
                     return Err(PipelineError::Denied { plugin: name, reason: d.reason, field: d.field });
                 }
                 Decision::Patch { patches } => {
                     if let Err(e) = apply_patches(change, &patches) {
                         let error = format!("returned a patch that cannot be applied: {e}");
                         chain.traces.last_mut().expect("traced above").error = Some(error.clone());
-                        chain.flush(org)?;
+                        self.flush_chain(org, chain)?;
                         return Err(PipelineError::PolicyFailed { plugin: name, code: "bad_output", error });
                     }
                 }
@@ -454,8 +559,12 @@ impl Pipeline {
         // The failures already recorded plus this one.
         let since = now_ms() - self.shared.settings.failure_window_ms;
         let recorded = org.failures_since(&active.row.name, since).unwrap_or(0);
-        let pending =
-            chain.traces.iter().filter(|t| t.plugin == active.row.name && t.outcome == "error").count() as u64;
+        let failure = |t: &&TraceRecord| t.plugin == active.row.name && t.outcome == "error" && t.at >= since;
+        let buffered = {
+            let all = self.shared.traces.lock().unwrap_or_else(|e| e.into_inner());
+            all.get(&org.org().id).map_or(0, |b| b.iter().filter(failure).count())
+        };
+        let pending = (buffered + chain.traces.iter().filter(failure).count()) as u64;
         if recorded + pending >= self.shared.settings.failure_threshold {
             let reason = format!(
                 "disabled by the host after {} failures within {} minutes; last: {error}",
@@ -541,6 +650,17 @@ impl Pipeline {
                     .ok_or_else(|| PipelineError::NotFound(format!("customer {id} does not exist")))?;
                 (Operation::Delete, Some(Entity::Customer(before)), None)
             }
+            Write::MergeCustomers { keep, remove } => {
+                let find = |id: &Id| {
+                    org.customer(*id)?.ok_or_else(|| PipelineError::NotFound(format!("customer {id} does not exist")))
+                };
+                let (kept, removed) = (find(keep)?, find(remove)?);
+                if keep == remove {
+                    return Err(PipelineError::Invalid("cannot merge a customer into itself".into()));
+                }
+                let merged = store::merged_profile(&kept, &removed);
+                (Operation::Update, Some(Entity::Customer(kept)), Some(Entity::Customer(merged)))
+            }
         };
         let changed_fields = match &after {
             Some(a) => a.changed_fields(before.as_ref()),
@@ -556,6 +676,7 @@ fn audit_target(write: &Write, stored: Option<&Entity>) -> (&'static str, &'stat
         (Write::UpdateCustomer(c), _) => ("customer.update", "customer", Some(c.id)),
         (Write::AddInteraction(_), Some(Entity::Interaction(i))) => ("interaction.create", "interaction", Some(i.id)),
         (Write::EraseCustomer(id), _) => ("erase", "customer", Some(*id)),
+        (Write::MergeCustomers { keep, .. }, _) => ("merge", "customer", Some(*keep)),
         _ => ("write", "record", None),
     }
 }
@@ -688,18 +809,6 @@ impl Chain {
             error,
             ..callee.traced("shadow", &trace)
         });
-    }
-
-    /// Keep the traces gathered so far (for paths that do not reach a commit).
-    pub fn flush(&mut self, org: &OrgStore) -> Result<()> {
-        if self.deferred {
-            return Ok(());
-        }
-        if !self.traces.is_empty() {
-            let traces = std::mem::take(&mut self.traces);
-            org.write(|tx| tx.record_traces(&traces))?;
-        }
-        Ok(())
     }
 }
 

@@ -1,7 +1,9 @@
 //! What a plugin can read: one organization's data, behind a trait so that the runtime needs no
 //! store. The SQLite store implements it for the server; `fixture::Fixture` for `plugin run`.
 
-use crate::model::{Customer, CustomerPage, Distributor, DownlineMember, Id, Interaction, Timestamp};
+use crate::model::{
+    AggregateQuery, AggregateResult, Customer, CustomerPage, Distributor, DownlineMember, Id, Interaction, Timestamp,
+};
 
 /// A failure of the data source itself (not of the plugin): the call fails with a host error.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,8 @@ pub trait DataSource: Send + Sync {
     ) -> Result<Result<CustomerPage, String>, DataError>;
     fn distributor(&self, id: Id) -> Result<Option<Distributor>, DataError>;
     fn downline(&self, distributor: Id, max_depth: u32) -> Result<Vec<DownlineMember>, DataError>;
+    /// `Ok(Err(message))` for an invalid query: the plugin gets the message, not a trap.
+    fn aggregate(&self, query: &AggregateQuery) -> Result<Result<AggregateResult, String>, DataError>;
 }
 
 /// A data source with nothing in it: for calls that need no data (checks, benchmarks).
@@ -50,5 +54,8 @@ impl DataSource for Empty {
     }
     fn downline(&self, _: Id, _: u32) -> Result<Vec<DownlineMember>, DataError> {
         Ok(Vec::new())
+    }
+    fn aggregate(&self, query: &AggregateQuery) -> Result<Result<AggregateResult, String>, DataError> {
+        Ok(Ok(crate::aggregate::Grouper::new(query).finish()))
     }
 }

@@ -223,6 +223,38 @@ impl store::Host for State {
         Ok(self.data.distributor(id)?.map(distributor_to_wit))
     }
 
+    fn aggregate(&mut self, query: wit::AggregateQuery) -> wasmtime::Result<Result<wit::AggregateResult, String>> {
+        self.host_call()?;
+        let query = model::AggregateQuery {
+            filter: query.filter,
+            group_by: query.group_by,
+            aggregations: query
+                .aggregations
+                .into_iter()
+                .map(|a| model::Aggregation {
+                    op: match a.op {
+                        wit::AggregateOp::Count => model::AggregateOp::Count,
+                        wit::AggregateOp::Sum => model::AggregateOp::Sum,
+                        wit::AggregateOp::Mean => model::AggregateOp::Mean,
+                        wit::AggregateOp::Min => model::AggregateOp::Min,
+                        wit::AggregateOp::Max => model::AggregateOp::Max,
+                        wit::AggregateOp::P50 => model::AggregateOp::P50,
+                        wit::AggregateOp::P90 => model::AggregateOp::P90,
+                        wit::AggregateOp::P99 => model::AggregateOp::P99,
+                    },
+                    field: a.field,
+                })
+                .collect(),
+            limit: query.limit,
+        };
+        Ok(self.data.aggregate(&query)?.map(|r| wit::AggregateResult {
+            keys: r.keys.into_iter().map(|k| wit::KeyColumn { name: k.name, values: k.values }).collect(),
+            counts: r.counts,
+            values: r.values.into_iter().map(|c| wit::Column { name: c.name, values: c.values }).collect(),
+            truncated: r.truncated,
+        }))
+    }
+
     fn downline(&mut self, distributor: u64, max_depth: u32) -> wasmtime::Result<Vec<wit::DownlineMember>> {
         self.host_call()?;
         let members = self.data.downline(distributor, max_depth)?;

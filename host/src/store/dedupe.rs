@@ -109,7 +109,7 @@ impl OrgStore {
         if keep == remove {
             return Err(StoreError::Invalid("cannot merge a customer into itself".into()));
         }
-        self.write(|tx| tx.merge(actor, keep, remove))
+        self.write(|tx| tx.merge(actor, keep, remove, None))
     }
 
     /// The customer an id now stands for: itself, or the customer it was merged into.
@@ -126,6 +126,27 @@ impl OrgStore {
     }
 }
 
+/// The profile a merge produces: `kept`'s fields win, `removed`'s fill the gaps; external ids,
+/// tags and consents are united; attributes merge key by key, `kept`'s first.
+pub fn merged_profile(kept: &Customer, removed: &Customer) -> Customer {
+    let mut merged = kept.clone();
+    merged.name = kept.name.clone().or(removed.name.clone());
+    merged.email = kept.email.clone().or(removed.email.clone());
+    merged.phone = kept.phone.clone().or(removed.phone.clone());
+    merged.branch = kept.branch.clone().or(removed.branch.clone());
+    merged.distributor = kept.distributor.or(removed.distributor);
+    merged.external_ids.extend(removed.external_ids.iter().cloned());
+    merged.tags.extend(removed.tags.iter().cloned());
+    merged.tags.sort();
+    merged.tags.dedup();
+    merged.consents.extend(removed.consents.iter().cloned());
+    merged.consents.sort_by_key(|c| c.given_at);
+    for (k, v) in &removed.attributes {
+        merged.attributes.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    merged
+}
+
 fn qualify(alias: &str, key: &str) -> String {
     match key {
         "lower(trim(name))" => format!("lower(trim({alias}.name))"),
@@ -134,7 +155,16 @@ fn qualify(alias: &str, key: &str) -> String {
 }
 
 impl OrgTx<'_> {
-    fn merge(&self, actor: &Actor, keep: Id, remove: Id) -> Result<Customer> {
+    /// Merge `remove` into `keep` inside a larger transaction (the write pipeline's), storing
+    /// `merged` as the result when given (policies may have patched it).
+    pub fn merge_customers(&self, actor: &Actor, keep: Id, remove: Id, merged: Option<&Customer>) -> Result<Customer> {
+        if keep == remove {
+            return Err(StoreError::Invalid("cannot merge a customer into itself".into()));
+        }
+        self.merge(actor, keep, remove, merged)
+    }
+
+    fn merge(&self, actor: &Actor, keep: Id, remove: Id, merged: Option<&Customer>) -> Result<Customer> {
         let missing = |id: Id| StoreError::Invalid(format!("customer {id} does not exist"));
         let kept = self.customer(keep)?.ok_or_else(|| missing(keep))?;
         let removed = self.customer(remove)?.ok_or_else(|| missing(remove))?;
@@ -144,21 +174,10 @@ impl OrgTx<'_> {
             .query_map(params![self.org, remove as i64], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
 
-        let mut merged = kept.clone();
-        merged.name = kept.name.clone().or(removed.name.clone());
-        merged.email = kept.email.clone().or(removed.email.clone());
-        merged.phone = kept.phone.clone().or(removed.phone.clone());
-        merged.branch = kept.branch.clone().or(removed.branch.clone());
-        merged.distributor = kept.distributor.or(removed.distributor);
-        merged.external_ids.extend(removed.external_ids.iter().cloned());
-        merged.tags.extend(removed.tags.iter().cloned());
-        merged.tags.sort();
-        merged.tags.dedup();
-        merged.consents.extend(removed.consents.iter().cloned());
-        merged.consents.sort_by_key(|c| c.given_at);
-        for (k, v) in &removed.attributes {
-            merged.attributes.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+        let merged = match merged {
+            Some(m) => Customer { id: keep, ..m.clone() },
+            None => merged_profile(&kept, &removed),
+        };
 
         self.tx.execute(
             scoped("UPDATE interactions SET customer_id = ?3 WHERE org_id = ?1 AND customer_id = ?2"),

@@ -171,6 +171,20 @@ impl fmt::Display for Type {
     }
 }
 
+/// A field named outside a filter (an aggregation's field or a group-by).
+pub fn field(name: &str) -> Result<Field, String> {
+    Field::parse(name.trim()).ok_or_else(|| format!("unknown field `{name}`; the fields are {FIELDS}"))
+}
+
+/// A field's SQL expression over the customer row `c`, its values bound in `params` (tags are
+/// not a column: join `customer_tags t` and use `t.tag`).
+pub fn field_sql(field: &Field, params: &mut Vec<Value>) -> String {
+    match field {
+        Field::Tag => "t.tag".into(),
+        other => column(other, params),
+    }
+}
+
 // ----- lexing -----
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 //! not something a caller can do. The public API speaks `model` types, not SQLite, so that a
 //! second backend (PostgreSQL) is an addition.
 
+mod aggregate;
 mod dedupe;
 mod features;
 pub mod filter;
@@ -23,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::json;
 
-pub use dedupe::{Candidate, email as normalize_email, phone_e164};
+pub use dedupe::{Candidate, email as normalize_email, merged_profile, phone_e164};
 pub use import::{BATCH, Gate, ImportFormat, ImportKind, ImportReport, RowError, RowWarning, Ungated};
 pub use registry::{
     CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceRecord,
@@ -1006,6 +1007,17 @@ impl DataSource for OrgStore {
 
     fn downline(&self, distributor: Id, max_depth: u32) -> Result<Vec<DownlineMember>, DataError> {
         OrgStore::downline(self, distributor, max_depth).map_err(data_error)
+    }
+
+    fn aggregate(
+        &self,
+        query: &crate::model::AggregateQuery,
+    ) -> Result<Result<crate::model::AggregateResult, String>, DataError> {
+        match OrgStore::aggregate(self, query) {
+            Ok(result) => Ok(Ok(result)),
+            Err(e @ (StoreError::Filter(_) | StoreError::Invalid(_))) => Ok(Err(e.to_string())),
+            Err(e) => Err(data_error(e)),
+        }
     }
 }
 

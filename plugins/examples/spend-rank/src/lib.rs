@@ -42,15 +42,13 @@ impl Scorer for SpendRank {
 
     fn fit(population: FeatureBatch) -> Result<Vec<u8>, PluginError> {
         let cuts = logic::fit(population.column("spend")?);
-        Ok(cuts.iter().flat_map(|c| c.to_le_bytes()).collect())
+        Ok(logic::encode(&cuts))
     }
 
     fn score(batch: FeatureBatch, model: Vec<u8>) -> Result<ScoreBatch, PluginError> {
         let config: Config = rapport_plugin::config()?;
-        if model.len() != 9 * 8 {
-            return Err(PluginError::new("the model must hold 9 decile cut points; was `fit` run?"));
-        }
-        let cuts: Vec<f64> = model.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
+        let cuts = logic::decode(&model)
+            .ok_or_else(|| PluginError::new("the model must hold 9 decile cut points; was `fit` run?"))?;
         let n = batch.len();
         let (mut spend, mut rank, mut recency) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         logic::score(

@@ -13,6 +13,16 @@ pub fn fit(spend: &[f64]) -> Vec<f64> {
     (1..10).map(|d| sorted[(sorted.len() * d / 10).min(sorted.len() - 1)]).collect()
 }
 
+/// The model as bytes: the cut points, little-endian f64s.
+pub fn encode(cuts: &[f64]) -> Vec<u8> {
+    cuts.iter().flat_map(|c| c.to_le_bytes()).collect()
+}
+
+/// The cut points of a model, if it is one (9 of them).
+pub fn decode(model: &[u8]) -> Option<Vec<f64>> {
+    (model.len() == 9 * 8).then(|| model.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect())
+}
+
 /// Per customer: spend in currency units, decile 1-10, days since last purchase (NaN if none).
 pub fn score(
     spend_minor: &[f64],

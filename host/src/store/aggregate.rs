@@ -1,0 +1,79 @@
+//! The contract's `aggregate` over SQLite: the rows (one per customer, or per customer and tag
+//! when grouping by tag) are selected with the filter language's SQL, then grouped and summarized
+//! by `crate::aggregate` — one pass, no per-customer round trips for the plugin.
+
+use rusqlite::params_from_iter;
+use rusqlite::types::{Value, ValueRef};
+
+use super::{OrgStore, Result, StoreError, filter, scoped};
+use crate::aggregate::Grouper;
+use crate::model::{AggregateOp, AggregateQuery, AggregateResult};
+
+impl OrgStore {
+    pub fn aggregate(&self, q: &AggregateQuery) -> Result<AggregateResult> {
+        let invalid = StoreError::Invalid;
+        if q.group_by.len() > 4 || q.aggregations.len() > 16 {
+            return Err(invalid("an aggregation takes at most 4 group-by fields and 16 aggregations".into()));
+        }
+        let parsed = filter::parse(&q.filter)?;
+        let mut params: Vec<Value> = vec![Value::Integer(self.org.id)];
+        let mut select = Vec::new();
+        let mut by_tag = false;
+        for name in &q.group_by {
+            let f = filter::field(name).map_err(invalid)?;
+            by_tag |= f == filter::Field::Tag;
+            select.push(filter::field_sql(&f, &mut params));
+        }
+        for a in &q.aggregations {
+            match (&a.field, a.op) {
+                (None, AggregateOp::Count) => select.push("NULL".into()),
+                (None, op) => return Err(invalid(format!("`{}` needs a field to aggregate", op.name()))),
+                (Some(name), _) => {
+                    let f = filter::field(name).map_err(invalid)?;
+                    if matches!(f.ty(), filter::Type::Text) || f == filter::Field::Tag {
+                        return Err(invalid(format!("`{name}` is text; aggregate a number or a time")));
+                    }
+                    select.push(filter::field_sql(&f, &mut params));
+                }
+            }
+        }
+        let condition = filter::to_sql(&parsed, &mut params);
+        let join = if by_tag { " LEFT JOIN customer_tags t ON t.customer_id = c.id" } else { "" };
+        let columns = if select.is_empty() { "NULL".to_owned() } else { select.join(", ") };
+        let sql = format!(
+            "SELECT {columns} FROM customers c{join} WHERE c.org_id = ?1 AND c.erased_at IS NULL AND {condition}"
+        );
+        let keys = q.group_by.len();
+        let mut grouper = Grouper::new(q);
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(scoped(&sql))?;
+        let mut rows = stmt.query(params_from_iter(params))?;
+        let mut values = vec![None; q.aggregations.len()];
+        while let Some(row) = rows.next()? {
+            let key = (0..keys).map(|i| row.get_ref(i).map(text)).collect::<rusqlite::Result<Vec<_>>>()?;
+            for (k, v) in values.iter_mut().enumerate() {
+                *v = number(row.get_ref(keys + k)?);
+            }
+            grouper.add(key, &values);
+        }
+        Ok(grouper.finish())
+    }
+}
+
+fn text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(r) => Some(r.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+fn number(v: ValueRef<'_>) -> Option<f64> {
+    match v {
+        ValueRef::Integer(i) => Some(i as f64),
+        ValueRef::Real(r) => Some(r),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    }
+}
