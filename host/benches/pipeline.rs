@@ -118,6 +118,15 @@ fn writes() {
         );
     }
     println!("  cost of 3 policies: {:.0}% of throughput", 100.0 * (1.0 - rate(best[2]) / rate(best[0])));
+    // Where a policy's share goes: time inside its calls (instantiate + run), from the traces.
+    for (name, _, _) in sets[2].1.iter() {
+        let traces = p.traces("three", name, None, 2000).unwrap();
+        let mean = |hook: &str| {
+            let d: Vec<u64> = traces.iter().filter(|t| t.hook == hook).map(|t| t.duration_us).collect();
+            d.iter().sum::<u64>() as f64 / d.len().max(1) as f64
+        };
+        println!("  inside `{name}`: before {:.1} µs, after {:.1} µs per call (mean)", mean("before"), mean("after"));
+    }
 }
 
 fn spend_rank_native(spec: ScorerSpec) -> impl rapport::pipeline::Scorer {
