@@ -3,6 +3,7 @@
 //! Start with `ARCHITECTURE.md` at the repository root for the map of the code.
 
 pub mod aggregate;
+pub mod api;
 pub mod demo;
 pub mod fixture;
 pub mod model;

@@ -24,6 +24,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: the admin HTTP API over the write pipeline, on an embedded SQLite store.
+    ///
+    /// The admin token comes from RAPPORT_ADMIN_TOKEN, or is generated on first start and printed
+    /// once (only its hash is kept).
+    Serve(ServeArgs),
     /// Work with plugin components.
     Plugin {
         #[command(subcommand)]
@@ -54,6 +59,16 @@ enum Command {
         #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
         data: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where the database lives.
+    #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
+    data: PathBuf,
+    /// The address to listen on (port 0 picks a free one; the address is printed).
+    #[arg(long, env = "RAPPORT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
 }
 
 #[derive(clap::Args)]
@@ -174,6 +189,10 @@ fn main() -> ExitCode {
         },
         Command::Import { file, org, kind, format, data } => import(&file, &org, kind, format, &data),
         Command::Demo(args) => demo(args),
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(EXIT_INPUT, format!("{e:#}")),
+        },
         Command::Plugin { command: PluginCommand::Run { file, input, config, fixture, limits, meter } } => {
             let meter = match meter {
                 MeterArg::Fuel => Meter::Fuel,
@@ -194,6 +213,49 @@ fn cache_dir() -> Option<PathBuf> {
     std::env::var_os("RAPPORT_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rapport/components")))
+}
+
+/// The admin token's hash: from RAPPORT_ADMIN_TOKEN, or the one kept from an earlier start, or a
+/// new token generated and printed once.
+fn admin_hash(store: &Store) -> anyhow::Result<String> {
+    const KEY: &str = "admin_token_sha256";
+    if let Some(token) = std::env::var("RAPPORT_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        let hash = rapport::api::hash_token(token.trim());
+        store.set_setting(KEY, &hash)?;
+        return Ok(hash);
+    }
+    if let Some(hash) = store.setting(KEY)? {
+        return Ok(hash);
+    }
+    let token = rapport::api::new_token("ra");
+    let hash = rapport::api::hash_token(&token);
+    store.set_setting(KEY, &hash)?;
+    println!("admin token (shown once; set RAPPORT_ADMIN_TOKEN to choose your own): {token}");
+    Ok(hash)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.data)?;
+    let admin_hash = admin_hash(&store)?;
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: cache_dir(), ..RuntimeConfig::default() })?;
+    let pipeline = rapport::pipeline::Pipeline::new(store, runtime, rapport::pipeline::Settings::default());
+    let resume = pipeline.clone();
+    std::thread::Builder::new().name("resume-jobs".into()).stack_size(8 << 20).spawn(move || {
+        if let Err(e) = resume.resume_jobs() {
+            tracing::error!("resuming jobs: {e}");
+        }
+    })?;
+    let state = Arc::new(rapport::api::AppState { pipeline, admin_hash });
+    // Blocking threads run plugin calls: give them room for the wasm stack limit and more.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        println!("rapport listening on http://{}", listener.local_addr()?);
+        rapport::api::serve(listener, state).await?;
+        anyhow::Ok(())
+    })
 }
 
 fn runtime(meter: Meter) -> anyhow::Result<Runtime> {

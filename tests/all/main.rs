@@ -1,6 +1,7 @@
 //! Rapport's integration tests: one binary (each links wasmtime), a module per area. Plugins are
 //! real components built from source by `rapport-test-plugins`.
 
+mod api;
 mod cli;
 mod crash;
 mod examples;

@@ -12,6 +12,7 @@ mod dedupe;
 mod features;
 pub mod filter;
 mod import;
+mod keys;
 mod privacy;
 mod registry;
 mod schema;
@@ -26,6 +27,7 @@ use serde_json::json;
 
 pub use dedupe::{Candidate, email as normalize_email, merged_profile, phone_e164};
 pub use import::{BATCH, Gate, ImportFormat, ImportKind, ImportReport, RowError, RowWarning, Ungated};
+pub use keys::{ApiKey, KeyOwner};
 pub use registry::{
     CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceRecord,
     VersionRow, no_plugin,

@@ -279,4 +279,23 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (org_id, action_key)
     ) STRICT;
     "#,
+    // 4: API keys (stored as hashes) and server settings (the admin token's hash).
+    r#"
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+    ) STRICT;
+    CREATE INDEX api_keys_org ON api_keys(org_id, id);
+
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];

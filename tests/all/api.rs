@@ -1,0 +1,267 @@
+//! The HTTP API end to end: a real `rapport serve` process on a loopback port, real plugins
+//! built from source, plain HTTP. The reference scenario of `design.md`, step by step, then the
+//! errors a client meets on the way.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rapport_test_plugins as built;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token-for-tests";
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("RAPPORT_ADMIN_TOKEN", ADMIN)
+        .env("RAPPORT_CACHE_DIR", dir.path().join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rapport serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url =
+        line.trim().strip_prefix("rapport listening on ").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
+    Server { child, url, _dir: dir }
+}
+
+/// One request: (status, content type, body). Errors are answers here, not failures.
+fn call(method: &str, url: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> (u16, String, String) {
+    let mut req = ureq::request(method, url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    if !content_type.is_empty() {
+        req = req.set("Content-Type", content_type);
+    }
+    let resp = match req.send_bytes(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let (status, ty) = (resp.status(), resp.content_type().to_owned());
+    (status, ty, resp.into_string().unwrap())
+}
+
+fn json_call(method: &str, url: &str, token: &str, body: Value) -> (u16, Value) {
+    let text = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    let (status, _, out) = call(method, url, Some(token), "application/json", &text);
+    (status, serde_json::from_str(&out).unwrap_or(Value::String(out)))
+}
+
+#[test]
+fn the_reference_scenario_works_as_written() {
+    let s = serve();
+    let api = |path: &str| format!("{}{path}", s.url);
+
+    // 1. An organization.
+    let (status, org) = json_call("POST", &api("/v1/orgs"), ADMIN, json!({"slug": "acme", "name": "Acme Direct"}));
+    assert_eq!(status, 201, "{org}");
+    assert_eq!(org["slug"], "acme");
+    // 2. An owner key, shown once.
+    let (status, key) = json_call("POST", &api("/v1/orgs/acme/keys"), ADMIN, json!({"name": "ops", "role": "owner"}));
+    assert_eq!(status, 201, "{key}");
+    let token = key["token"].as_str().unwrap().to_owned();
+    let t = token.as_str();
+
+    // 3. Customers as NDJSON; re-running changes nothing.
+    let customers = [
+        json!({"source": "shop", "external_id": "c-1", "name": "Somchai", "email": "somchai@example.com", "phone": "+66812345678", "branch": "BKK", "attributes": {"tier": "gold"}}),
+        json!({"source": "shop", "external_id": "c-2", "name": "Suda", "email": "suda@example.com", "branch": "CNX"}),
+        json!({"source": "shop", "external_id": "c-3", "name": "Broken", "email": 42}),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect::<String>();
+    let import = |kind: &str, body: &str| {
+        let (status, _, out) = call(
+            "POST",
+            &api(&format!("/v1/orgs/acme/import?kind={kind}")),
+            Some(t),
+            "application/x-ndjson",
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{out}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let report = import("customers", &customers);
+    assert_eq!(report["accepted"], 2);
+    assert_eq!(report["rejected"][0]["line"], 3, "{report}");
+    let again = import("customers", &customers);
+    assert_eq!(
+        (again["accepted"].clone(), again["created"].clone(), again["updated"].clone()),
+        (json!(2), json!(0), json!(0))
+    );
+
+    // 4. Interactions, the same report.
+    let orders = [("c-1", "o-1", 2933), ("c-1", "o-2", 1500), ("c-2", "o-3", 990)]
+        .iter()
+        .map(|(c, o, amount)| {
+            json!({"source": "shop", "external_id": o, "customer": {"source": "shop", "external_id": c}, "kind": "purchase",
+                   "channel": "web", "occurred_at": "1997-01-01T00:00:00Z", "amount_minor": amount, "currency": "USD"})
+            .to_string()
+                + "\n"
+        })
+        .collect::<String>();
+    assert_eq!(import("interactions", &orders)["accepted"], 3);
+
+    // 5. A scorer uploaded as `clv`, configured, enabled.
+    let wasm = std::fs::read(built::SPEND_RANK).unwrap();
+    let (status, _, out) = call("POST", &api("/v1/orgs/acme/plugins?name=clv"), Some(t), "application/wasm", &wasm);
+    assert_eq!(status, 201, "{out}");
+    let (status, out) = json_call("PUT", &api("/v1/orgs/acme/plugins/clv/config"), t, json!({}));
+    assert_eq!(status, 200, "{out}");
+    let (status, out) = json_call("POST", &api("/v1/orgs/acme/plugins/clv/enable"), t, Value::Null);
+    assert_eq!((status, out["enabled"].clone()), (200, json!(true)), "{out}");
+
+    // 6. A rescore job, polled until done.
+    let (status, job) = json_call("POST", &api("/v1/orgs/acme/scores/rescore"), t, Value::Null);
+    assert!(status == 201 || status == 202, "{job}");
+    let job_url = api(&format!("/v1/orgs/acme/jobs/{}", job["id"]));
+    let start = Instant::now();
+    loop {
+        let (status, job) = json_call("GET", &job_url, t, Value::Null);
+        assert_eq!(status, 200, "{job}");
+        if job["state"] == "done" {
+            assert_eq!(job["done"], 2);
+            break;
+        }
+        assert_ne!(job["state"], "failed", "{job}");
+        assert!(start.elapsed() < Duration::from_secs(60), "the job did not finish: {job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // 7. Find by external id; the profile carries the scores.
+    let (status, page) = json_call("GET", &api("/v1/orgs/acme/customers?source=shop&external_id=c-1"), t, Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert!(page.get("next_cursor").is_some());
+    let id = page["items"][0]["id"].as_u64().unwrap();
+    let (status, profile) = json_call("GET", &api(&format!("/v1/orgs/acme/customers/{id}")), t, Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(profile["scores"]["clv.spend"], json!(44.33), "{profile}");
+    assert_eq!(profile["timeline"].as_array().unwrap().len(), 2);
+
+    // 8. A report as JSON, CSV and HTML.
+    let reporter = std::fs::read(built::BRANCH_STANDARD).unwrap();
+    let (status, _, out) =
+        call("POST", &api("/v1/orgs/acme/plugins?name=branches"), Some(t), "application/wasm", &reporter);
+    assert_eq!(status, 201, "{out}");
+    json_call("POST", &api("/v1/orgs/acme/plugins/branches/enable"), t, Value::Null);
+    let (status, report) = json_call("POST", &api("/v1/orgs/acme/reports/branches/run"), t, json!({}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["columns"][0], json!({"name": "branch", "type": "text"}));
+    assert_eq!(report["rows"][0][0], "BKK");
+    assert!(report.get("chart").is_some());
+    let (status, ty, csv) =
+        call("POST", &api("/v1/orgs/acme/reports/branches/run?format=csv"), Some(t), "application/json", b"{}");
+    assert_eq!((status, ty.as_str()), (200, "text/csv"));
+    assert!(csv.starts_with("branch,customers,open_tickets"), "{csv}");
+    let (status, ty, html) =
+        call("POST", &api("/v1/orgs/acme/reports/branches/run?format=html"), Some(t), "application/json", b"{}");
+    assert_eq!((status, ty.as_str()), (200, "text/html"));
+    assert!(html.contains("<svg") && html.contains("BKK"));
+}
+
+#[test]
+fn errors_are_problem_json_and_keys_stay_in_their_organization() {
+    let s = serve();
+    let api = |path: &str| format!("{}{path}", s.url);
+    for slug in ["acme", "globex"] {
+        let (status, _) = json_call("POST", &api("/v1/orgs"), ADMIN, json!({"slug": slug, "name": slug}));
+        assert_eq!(status, 201);
+    }
+    let key = |org: &str, role: &str| {
+        let (_, k) =
+            json_call("POST", &api(&format!("/v1/orgs/{org}/keys")), ADMIN, json!({"name": role, "role": role}));
+        k["token"].as_str().unwrap().to_owned()
+    };
+    let (owner, agent, other) = (key("acme", "owner"), key("acme", "agent"), key("globex", "owner"));
+
+    let problem = |status: u16, ty: &str, body: &str| -> Value {
+        assert_eq!(ty, "application/problem+json", "{status} {body}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["status"], status);
+        assert!(!v["detail"].as_str().unwrap().is_empty());
+        v
+    };
+    // No token, a bad token.
+    let (status, ty, body) = call("GET", &api("/v1/orgs/acme/customers"), None, "", b"");
+    assert_eq!(status, 401);
+    problem(401, &ty, &body);
+    let (status, ty, body) = call("GET", &api("/v1/orgs/acme/customers"), Some("nope"), "", b"");
+    problem(status, &ty, &body);
+    assert_eq!(status, 401);
+    // Another organization's key: 404, as for an organization that does not exist.
+    let (status, ty, body) = call("GET", &api("/v1/orgs/acme/customers"), Some(&other), "", b"");
+    assert_eq!(status, 404);
+    let v = problem(404, &ty, &body);
+    let (status, ty, missing) = call("GET", &api("/v1/orgs/nowhere/customers"), Some(ADMIN), "", b"");
+    assert_eq!(status, 404);
+    assert_eq!(
+        problem(404, &ty, &missing)["detail"].as_str().unwrap().replace("nowhere", "acme"),
+        v["detail"].as_str().unwrap()
+    );
+    // A role too weak.
+    let wasm = std::fs::read(built::REQUIRE_CONTACT).unwrap();
+    let (status, ty, body) =
+        call("POST", &api("/v1/orgs/acme/plugins?name=contact"), Some(&agent), "application/wasm", &wasm);
+    assert_eq!(status, 403);
+    problem(403, &ty, &body);
+    // Bad JSON, an unknown field, a bad filter, the wrong content type, bad wasm.
+    let (status, ty, body) =
+        call("POST", &api("/v1/orgs/acme/customers"), Some(&agent), "application/json", b"{not json");
+    assert_eq!(status, 400);
+    problem(400, &ty, &body);
+    let (status, ty, body) =
+        call("POST", &api("/v1/orgs/acme/customers"), Some(&agent), "application/json", br#"{"nmae": "typo"}"#);
+    assert_eq!(status, 400);
+    assert!(problem(400, &ty, &body)["detail"].as_str().unwrap().contains("nmae"));
+    let (status, ty, body) =
+        call("GET", &api("/v1/orgs/acme/customers?filter=colour%20%3D%201"), Some(&agent), "", b"");
+    assert_eq!(status, 400);
+    assert!(problem(400, &ty, &body)["detail"].as_str().unwrap().contains("colour"));
+    let (status, ty, body) =
+        call("POST", &api("/v1/orgs/acme/import?kind=customers"), Some(&owner), "text/plain", b"x");
+    assert_eq!(status, 415);
+    problem(415, &ty, &body);
+    let (status, ty, body) =
+        call("POST", &api("/v1/orgs/acme/plugins?name=junk"), Some(&owner), "application/wasm", b"not wasm");
+    assert_eq!(status, 422);
+    assert!(problem(422, &ty, &body)["detail"].as_str().unwrap().contains("WebAssembly"));
+
+    // A policy's denial: 422 with its reason and field; nothing lands.
+    let (status, _, out) =
+        call("POST", &api("/v1/orgs/acme/plugins?name=contact"), Some(&owner), "application/wasm", &wasm);
+    assert_eq!(status, 201, "{out}");
+    json_call("POST", &api("/v1/orgs/acme/plugins/contact/enable"), &owner, Value::Null);
+    let (status, ty, body) =
+        call("POST", &api("/v1/orgs/acme/customers"), Some(&agent), "application/json", br#"{"name": "Nobody"}"#);
+    assert_eq!(status, 422);
+    let v = problem(422, &ty, &body);
+    assert_eq!(v["field"], "email");
+    assert!(v["detail"].as_str().unwrap().contains("denied by policy `contact`"));
+    let (_, page) = json_call("GET", &api("/v1/orgs/acme/customers"), &agent, Value::Null);
+    assert_eq!(page["items"], json!([]));
+    // A bad config names the field.
+    let (status, v) = json_call("PUT", &api("/v1/orgs/acme/plugins/contact/config"), &owner, json!({"welcome_tag": 5}));
+    assert_eq!((status, v["field"].clone()), (422, json!("/welcome_tag")), "{v}");
+}
