@@ -269,7 +269,10 @@ fn time_spent_in_host_calls_counts_against_the_cpu_limit() {
     let limits = Limits { cpu_time: Duration::from_millis(50), ..Limits::for_world(World::Reporter) };
     let ctx = CallContext::new(Arc::new(Slow), &json!({}), limits);
     let err = reporter.run_report(&ctx, &json!({})).unwrap_err();
+    // The guest does nothing but wait in host calls, so the limit is reached by host time. Which
+    // side notices first is a race: the host's check in its next call ("reached during a host
+    // call"), or the epoch interrupt when the guest resumes after a call that ran past it.
     assert_eq!(err.failure.code(), "cpu", "{err}");
-    assert!(err.to_string().contains("reached during a host call"), "{err}");
+    assert!(err.trace.host_calls >= 2, "the time went into host calls: {} calls", err.trace.host_calls);
     assert!(err.trace.host_calls < 50, "stopped soon after the deadline: {} calls", err.trace.host_calls);
 }
