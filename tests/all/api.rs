@@ -265,3 +265,122 @@ fn errors_are_problem_json_and_keys_stay_in_their_organization() {
     let (status, v) = json_call("PUT", &api("/v1/orgs/acme/plugins/contact/config"), &owner, json!({"welcome_tag": 5}));
     assert_eq!((status, v["field"].clone()), (422, json!("/welcome_tag")), "{v}");
 }
+
+#[test]
+fn a_new_organization_goes_from_keys_to_erasure_and_the_audit_shows_it_all() {
+    let s = serve();
+    let api = |path: &str| format!("{}{path}", s.url);
+    json_call("POST", &api("/v1/orgs"), ADMIN, json!({"slug": "dealer", "name": "Dealer"}));
+    let (_, key) = json_call("POST", &api("/v1/orgs/dealer/keys"), ADMIN, json!({"name": "boss", "role": "owner"}));
+    let owner = key["token"].as_str().unwrap().to_owned();
+    let t = owner.as_str();
+    let upload = |name: &str, path: &str| {
+        let (status, _, out) = call(
+            "POST",
+            &api(&format!("/v1/orgs/dealer/plugins?name={name}&version=1.0.0")),
+            Some(t),
+            "application/wasm",
+            &std::fs::read(path).unwrap(),
+        );
+        assert_eq!(status, 201, "{out}");
+        let (status, out) = json_call("POST", &api(&format!("/v1/orgs/dealer/plugins/{name}/enable")), t, Value::Null);
+        assert_eq!(status, 200, "{out}");
+    };
+    upload("contact", built::REQUIRE_CONTACT);
+    upload("rank", built::SPEND_RANK);
+    upload("branches", built::BRANCH_STANDARD);
+
+    // Import through the policies: the unreachable row is reported, the others land tagged.
+    let rows = "source,external_id,name,email,branch\nshop,c-1,Anan,ANAN@example.com,BKK\nshop,c-2,Nobody,,CNX\n";
+    let (status, _, out) =
+        call("POST", &api("/v1/orgs/dealer/import?kind=customers"), Some(t), "text/csv", rows.as_bytes());
+    assert_eq!(status, 200, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["accepted"], 1);
+    assert!(report["rejected"][0]["error"].as_str().unwrap().contains("denied by policy `contact`"), "{report}");
+
+    // A single write: denied with its reason, then one that lands (patched, tagged).
+    let (status, v) = json_call("POST", &api("/v1/orgs/dealer/customers"), t, json!({"name": "No Contact"}));
+    assert_eq!((status, v["field"].clone()), (422, json!("email")), "{v}");
+    let (status, c) = json_call(
+        "POST",
+        &api("/v1/orgs/dealer/customers"),
+        t,
+        json!({"name": "Mali", "email": "MALI@example.com", "branch": "CNX"}),
+    );
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["email"], "mali@example.com");
+    assert_eq!(c["actions"][0]["result"], "applied");
+    let mali = c["id"].as_u64().unwrap();
+    let (status, i) = json_call(
+        "POST",
+        &api("/v1/orgs/dealer/interactions"),
+        t,
+        json!({"customer": mali, "kind": "purchase", "channel": "store", "source": "pos", "external_id": "r-1",
+               "occurred_at": 1_700_000_000_000i64, "amount": {"amount_minor": 120000, "currency": "THB"},
+               "body": "Mali paid by card ending 4242"}),
+    );
+    assert_eq!(status, 201, "{i}");
+
+    // Rescore, then the report as CSV and HTML.
+    let (_, job) = json_call("POST", &api("/v1/orgs/dealer/scores/rescore"), t, Value::Null);
+    let job_url = api(&format!("/v1/orgs/dealer/jobs/{}", job["id"]));
+    let start = Instant::now();
+    while json_call("GET", &job_url, t, Value::Null).1["state"] != "done" {
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, profile) = json_call("GET", &api(&format!("/v1/orgs/dealer/customers/{mali}")), t, Value::Null);
+    assert_eq!(profile["scores"]["rank.spend"], json!(1200.0), "{profile}");
+    let (status, _, csv) =
+        call("POST", &api("/v1/orgs/dealer/reports/branches/run?format=csv"), Some(t), "application/json", b"{}");
+    assert_eq!(status, 200);
+    assert!(csv.contains("CNX,1,0,0,120000"), "{csv}");
+    let (status, _, html) =
+        call("POST", &api("/v1/orgs/dealer/reports/branches/run?format=html"), Some(t), "application/json", b"{}");
+    assert!(status == 200 && html.contains("<svg"));
+
+    // Try a candidate: a dry-run of the template policy against the recent changes.
+    let (status, _, out) = call(
+        "POST",
+        &api("/v1/orgs/dealer/plugins?name=contact&activate=false"),
+        Some(t),
+        "application/wasm",
+        &std::fs::read(built::TEMPLATE_POLICY_TEMPLATE).unwrap(),
+    );
+    assert_eq!(status, 201, "{out}");
+    let (status, run) = json_call("POST", &api("/v1/orgs/dealer/plugins/contact/dry-run"), t, json!({"version": 2}));
+    assert_eq!(status, 200, "{run}");
+    assert!(run["compared"].as_u64().unwrap() >= 2, "{run}");
+
+    // The person's data: exported, then erased.
+    let (status, doc) = json_call("GET", &api(&format!("/v1/orgs/dealer/customers/{mali}/export")), t, Value::Null);
+    assert_eq!(status, 200);
+    assert!(doc.to_string().contains("mali@example.com"));
+    let (status, _, _) = call("DELETE", &api(&format!("/v1/orgs/dealer/customers/{mali}")), Some(t), "", b"");
+    assert_eq!(status, 204);
+    let (_, doc) = json_call("GET", &api(&format!("/v1/orgs/dealer/customers/{mali}/export")), t, Value::Null);
+    assert!(!doc.to_string().contains("mali@example.com"), "{doc}");
+    // Nothing of hers is left in the audit log either: records, patched values, note texts.
+    let (_, audit) = json_call("GET", &api("/v1/orgs/dealer/audit"), t, Value::Null);
+    let text = audit.to_string();
+    assert!(!text.contains("mali@example.com") && !text.contains("4242") && !text.contains("\"Mali\""), "{audit}");
+
+    // The audit log shows it all.
+    let (status, audit) = json_call("GET", &api("/v1/orgs/dealer/audit"), t, Value::Null);
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for wanted in
+        ["plugin.install", "plugin.enable", "import", "customer.create", "interaction.create", "job.done", "erase"]
+    {
+        assert!(actions.contains(&wanted), "no `{wanted}` in {actions:?}");
+    }
+
+    // A revoked key stops working.
+    let (_, k) = json_call("POST", &api("/v1/orgs/dealer/keys"), t, json!({"name": "temp", "role": "read-only"}));
+    let temp = k["token"].as_str().unwrap().to_owned();
+    assert_eq!(call("GET", &api("/v1/orgs/dealer/customers"), Some(&temp), "", b"").0, 200);
+    let (status, _, _) = call("DELETE", &api(&format!("/v1/orgs/dealer/keys/{}", k["id"])), Some(t), "", b"");
+    assert_eq!(status, 204);
+    assert_eq!(call("GET", &api("/v1/orgs/dealer/customers"), Some(&temp), "", b"").0, 401);
+}

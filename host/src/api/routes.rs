@@ -9,16 +9,17 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::auth::{Caller, Role, hash_token, new_token};
 use super::{ApiError, State, blocking};
-use crate::model::{Actor, Customer, Origin};
-use crate::pipeline::{Format, Pipeline, PipelineError, Write, render};
-use crate::store::{ImportFormat, ImportKind, PluginRow};
+use crate::model::Entity;
+use crate::model::{Actor, Customer, Interaction, Origin};
+use crate::pipeline::{Format, Outcome, Pipeline, PipelineError, Write, render};
+use crate::store::{FailureMode, ImportFormat, ImportKind, PluginRow};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -28,8 +29,12 @@ pub fn routes() -> Router<State> {
         .route("/v1/orgs", post(create_org).get(list_orgs))
         .route("/v1/orgs/{org}", get(get_org))
         .route("/v1/orgs/{org}/keys", post(create_key).get(list_keys))
+        .route("/v1/orgs/{org}/keys/{id}", delete(revoke_key))
         .route("/v1/orgs/{org}/customers", get(list_customers).post(create_customer))
-        .route("/v1/orgs/{org}/customers/{id}", get(get_customer))
+        .route("/v1/orgs/{org}/customers/{id}", get(get_customer).put(update_customer).delete(erase_customer))
+        .route("/v1/orgs/{org}/customers/{id}/export", get(export_customer))
+        .route("/v1/orgs/{org}/customers/{id}/merge", post(merge_customer))
+        .route("/v1/orgs/{org}/interactions", post(add_interaction))
         .route("/v1/orgs/{org}/import", post(import))
         .route("/v1/orgs/{org}/plugins", post(upload_plugin).get(list_plugins))
         .route("/v1/orgs/{org}/plugins/{name}/config", put(configure))
@@ -38,6 +43,10 @@ pub fn routes() -> Router<State> {
         .route("/v1/orgs/{org}/plugins/{name}/versions", get(versions))
         .route("/v1/orgs/{org}/plugins/{name}/rollback", post(rollback))
         .route("/v1/orgs/{org}/plugins/{name}/logs", get(logs))
+        .route("/v1/orgs/{org}/plugins/{name}/order", put(order))
+        .route("/v1/orgs/{org}/plugins/{name}/failure-mode", put(failure_mode))
+        .route("/v1/orgs/{org}/plugins/{name}/shadow", put(set_shadow).get(shadow_report))
+        .route("/v1/orgs/{org}/plugins/{name}/dry-run", post(dry_run))
         .route("/v1/orgs/{org}/scores/rescore", post(rescore))
         .route("/v1/orgs/{org}/jobs/{id}", get(job))
         .route("/v1/orgs/{org}/reports/{plugin}/run", post(run_report))
@@ -184,7 +193,113 @@ async fn create_customer(
     let customer: Customer = json_body(&body)?;
     let out =
         blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Api, Write::CreateCustomer(customer))?)).await?;
-    Ok(created(to_json(&out)))
+    Ok(created(written(out)))
+}
+
+/// A write's answer: the record as stored, with the policies' warnings and the follow-up actions.
+fn written(out: Outcome) -> Value {
+    let mut record = match out.record {
+        Some(Entity::Customer(c)) => to_json(&c),
+        Some(Entity::Interaction(i)) => to_json(&i),
+        Some(other) => to_json(&other),
+        None => json!({}),
+    };
+    record["warnings"] = to_json(&out.warnings);
+    record["actions"] = to_json(&out.actions);
+    record
+}
+
+async fn update_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Agent)?;
+    let id = id(&customer)?;
+    let mut customer: Customer = json_body(&body)?;
+    customer.id = id;
+    let out =
+        blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Api, Write::UpdateCustomer(customer))?)).await?;
+    let changed = out.changed;
+    let mut body = written(out);
+    body["changed"] = json!(changed);
+    Ok(axum::Json(body).into_response())
+}
+
+async fn erase_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Manager)?;
+    let id = id(&customer)?;
+    blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Erase, Write::EraseCustomer(id))?)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn export_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::Manager)?;
+    let id = id(&customer)?;
+    let doc = blocking(&state, move |p| {
+        p.org(&org)?.export(id)?.ok_or_else(|| ApiError::not_found(format!("customer {id} does not exist")))
+    })
+    .await?;
+    Ok(axum::Json(doc).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Merge {
+    /// The duplicate merged into the customer of the path, which stays.
+    remove: u64,
+}
+
+async fn merge_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Manager)?;
+    let keep = id(&customer)?;
+    let Merge { remove } = json_body(&body)?;
+    let out =
+        blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Merge, Write::MergeCustomers { keep, remove })?))
+            .await?;
+    Ok(axum::Json(written(out)).into_response())
+}
+
+async fn add_interaction(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Agent)?;
+    let interaction: Interaction = json_body(&body)?;
+    let out =
+        blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Api, Write::AddInteraction(interaction))?)).await?;
+    Ok(created(written(out)))
+}
+
+async fn revoke_key(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::Owner)?;
+    let key = id(&key)? as i64;
+    let revoked = blocking(&state, move |p| Ok(p.org(&org)?.revoke_key(key)?)).await?;
+    if revoked {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!("key {key} does not exist or is already revoked")))
+    }
 }
 
 async fn get_customer(
@@ -416,4 +531,88 @@ async fn audit(
     let items = blocking(&state, move |p| Ok(p.org(&org)?.audit(after.unwrap_or(0), 200)?)).await?;
     let next = (items.len() == 200).then(|| items.last().map(|e| e.id.to_string())).flatten();
     Ok(axum::Json(json!({ "items": items, "next_cursor": next })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Order {
+    /// 1 is first.
+    position: usize,
+}
+
+async fn order(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Owner)?;
+    let Order { position } = json_body(&body)?;
+    let rows = blocking(&state, move |p| Ok(p.reorder(&org, &actor, &name, position)?)).await?;
+    Ok(axum::Json(json!({ "items": rows, "next_cursor": null })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mode {
+    mode: FailureMode,
+}
+
+async fn failure_mode(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Mode { mode } = json_body(&body)?;
+    change_plugin(caller, state, path, move |p, org, actor, name| p.set_failure_mode(org, actor, name, mode)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shadow {
+    /// The version to run beside the active one; null stops shadowing.
+    version: Option<u32>,
+}
+
+async fn set_shadow(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Shadow { version } = json_body(&body)?;
+    change_plugin(caller, state, path, move |p, org, actor, name| p.set_shadow(org, actor, name, version)).await
+}
+
+async fn shadow_report(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::Owner)?;
+    let report = blocking(&state, move |p| Ok(p.shadow_report(&org, &name)?)).await?;
+    Ok(axum::Json(to_json(&report)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    version: u32,
+    /// Changes replayed (policies) or customers scored (scorers); 100 by default.
+    #[serde(default)]
+    sample: Option<u32>,
+}
+
+async fn dry_run(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::Owner)?;
+    let DryRun { version, sample } = json_body(&body)?;
+    let run =
+        blocking(&state, move |p| Ok(p.dry_run(&org, &name, version, sample.unwrap_or(100).min(10_000))?)).await?;
+    Ok(axum::Json(to_json(&run)).into_response())
 }

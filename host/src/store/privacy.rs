@@ -118,6 +118,44 @@ fn collect(detail: &Value, id: Id, out: &mut Vec<Value>) {
     }
 }
 
+/// Replace the values policies patched in and the warnings they gave (a write's `decisions`).
+fn scrub_decisions(detail: &mut Value) -> bool {
+    let Some(decisions) = detail.get_mut("decisions").and_then(Value::as_array_mut) else { return false };
+    let mut changed = false;
+    for d in decisions.iter_mut().filter_map(|d| d.get_mut("decision")) {
+        if let Some(patches) = d.get_mut("patches").and_then(Value::as_array_mut) {
+            for p in patches.iter_mut().filter_map(|p| p.get_mut("value")) {
+                *p = json!({ "erased": true });
+                changed = true;
+            }
+        }
+        if let Some(message) = d.get_mut("message") {
+            *message = json!({ "erased": true });
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Anonymize this customer's interactions inside an audit detail, as their rows are.
+fn scrub_interactions(detail: &mut Value, id: Id) -> bool {
+    match detail {
+        Value::Object(map) if map.get("customer").and_then(Value::as_u64) == Some(id) && map.contains_key("kind") => {
+            for field in ["subject", "body"] {
+                map.insert(field.into(), Value::Null);
+            }
+            map.insert("attributes".into(), json!({}));
+            if let Some(ticket) = map.get_mut("ticket").and_then(Value::as_object_mut) {
+                ticket.insert("resolution".into(), Value::Null);
+            }
+            true
+        }
+        Value::Object(map) => map.values_mut().fold(false, |changed, v| scrub_interactions(v, id) | changed),
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| scrub_interactions(v, id) | changed),
+        _ => false,
+    }
+}
+
 /// Replace every record of this customer inside an audit detail with a marker.
 fn scrub(detail: &mut Value, id: Id) -> bool {
     match detail {
@@ -176,15 +214,35 @@ impl OrgTx<'_> {
             .collect::<rusqlite::Result<_>>()?;
         ids.push(id as i64);
         self.forget_pipeline_records(&ids)?;
-        let entries: Vec<(i64, String)> = self
+        let entries: Vec<(i64, Option<i64>, String)> = self
             .tx
-            .prepare(scoped("SELECT id, detail FROM audit WHERE org_id = ?1 AND entity = 'customer'"))?
-            .query_map([self.org], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .prepare(scoped("SELECT id, entity_id, detail FROM audit WHERE org_id = ?1 AND entity = 'customer'"))?
+            .query_map([self.org], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let mut scrubbed = 0;
+        for (entry, entity_id, text) in entries {
+            let mut detail: Value = serde_json::from_str(&text).unwrap_or_default();
+            // Policies' patches and warnings about this customer can quote their data too.
+            let about = entity_id.is_some_and(|e| ids.contains(&e)) && scrub_decisions(&mut detail);
+            if ids.iter().fold(about, |changed, &i| scrub(&mut detail, i as Id) | changed) {
+                self.tx.execute(
+                    scoped("UPDATE audit SET detail = ?3 WHERE org_id = ?1 AND id = ?2"),
+                    params![self.org, entry, detail.to_string()],
+                )?;
+                scrubbed += 1;
+            }
+        }
+        // Interactions recorded in the audit log (writes through the pipeline) are anonymized
+        // like their rows, with the policies' decisions about them.
+        let entries: Vec<(i64, String)> = self
+            .tx
+            .prepare(scoped("SELECT id, detail FROM audit WHERE org_id = ?1 AND entity = 'interaction'"))?
+            .query_map([self.org], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         for (entry, text) in entries {
             let mut detail: Value = serde_json::from_str(&text).unwrap_or_default();
-            if ids.iter().fold(false, |changed, &i| scrub(&mut detail, i as Id) | changed) {
+            if ids.iter().fold(false, |changed, &i| scrub_interactions(&mut detail, i as Id) | changed) {
+                scrub_decisions(&mut detail);
                 self.tx.execute(
                     scoped("UPDATE audit SET detail = ?3 WHERE org_id = ?1 AND id = ?2"),
                     params![self.org, entry, detail.to_string()],
