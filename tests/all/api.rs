@@ -380,6 +380,10 @@ fn a_new_organization_goes_from_keys_to_erasure_and_the_audit_shows_it_all() {
     let (_, k) = json_call("POST", &api("/v1/orgs/dealer/keys"), t, json!({"name": "temp", "role": "read-only"}));
     let temp = k["token"].as_str().unwrap().to_owned();
     assert_eq!(call("GET", &api("/v1/orgs/dealer/customers"), Some(&temp), "", b"").0, 200);
+    let (_, keys) = json_call("GET", &api("/v1/orgs/dealer/keys"), t, Value::Null);
+    let listed = keys["items"].as_array().unwrap().iter().find(|x| x["id"] == k["id"]).cloned();
+    assert!(listed.unwrap()["last_used_at"].is_i64(), "{keys}");
+    assert!(!keys.to_string().contains(&temp), "tokens are never listed");
     let (status, _, _) = call("DELETE", &api(&format!("/v1/orgs/dealer/keys/{}", k["id"])), Some(t), "", b"");
     assert_eq!(status, 204);
     assert_eq!(call("GET", &api("/v1/orgs/dealer/customers"), Some(&temp), "", b"").0, 401);

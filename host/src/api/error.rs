@@ -72,6 +72,10 @@ impl From<StoreError> for ApiError {
 
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> ApiError {
+        let e = match e {
+            PipelineError::Store(s) => return s.into(),
+            other => other,
+        };
         let field = e.field().map(str::to_owned);
         let unprocessable = |title| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, title, e.to_string());
         match &e {
@@ -82,10 +86,7 @@ impl From<PipelineError> for ApiError {
             PipelineError::Plugin(_) => unprocessable("Plugin error"),
             PipelineError::NotFound(_) => ApiError::not_found(e.to_string()),
             PipelineError::Invalid(_) => ApiError::bad_request(e.to_string()),
-            PipelineError::Store(_) => match e {
-                PipelineError::Store(s) => s.into(),
-                _ => unreachable!(),
-            },
+            PipelineError::Store(_) => unreachable!("handled above"),
         }
     }
 }

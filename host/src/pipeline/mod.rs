@@ -484,9 +484,10 @@ impl Pipeline {
         chain: &mut Chain,
     ) -> Result<Vec<Value>> {
         let mut decisions = Vec::new();
+        // The change's identity, for traces: it changes only when a patch changes the change.
+        let mut digest = digest(change);
         for active in &plugins.policies {
             let ctx = active.context(data, &self.shared.settings.policy_limits);
-            let digest = digest(change);
             let customer = change.before.as_ref().or(change.after.as_ref()).and_then(Entity::customer_id);
             let customer = customer.filter(|&c| c != 0);
             let called = active.plugin.before(&ctx, change);
@@ -536,6 +537,7 @@ impl Pipeline {
                         self.flush_chain(org, chain)?;
                         return Err(PipelineError::PolicyFailed { plugin: name, code: "bad_output", error });
                     }
+                    digest = self::digest(change);
                 }
             }
         }

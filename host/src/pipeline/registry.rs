@@ -267,5 +267,5 @@ fn schema_of(store: &OrgStore, name: &str, version: u32) -> Result<Option<String
     let v = store
         .plugin_version(name, version)?
         .ok_or_else(|| PipelineError::NotFound(format!("plugin `{name}` has no version {version}")))?;
-    Ok(store.component(&v.hash)?.and_then(|(_, schema)| schema))
+    Ok(store.component_schema(&v.hash)?)
 }

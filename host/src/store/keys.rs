@@ -60,8 +60,11 @@ impl Store {
                 |r| Ok(KeyOwner { key: key_from_row(r)?, org_slug: r.get(6)? }),
             )
             .optional()?;
-        if let Some(owner) = &found {
-            conn.execute("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1", params![owner.key.id, now_ms()])?;
+        // A write per request would serialize reads behind SQLite's one writer: record use at a
+        // minute's resolution.
+        let now = now_ms();
+        if let Some(owner) = found.as_ref().filter(|o| o.key.last_used_at.is_none_or(|t| now - t >= 60_000)) {
+            conn.execute("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1", params![owner.key.id, now])?;
         }
         Ok(found)
     }

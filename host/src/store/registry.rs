@@ -245,6 +245,19 @@ impl OrgStore {
             .optional()?)
     }
 
+    /// The config schema of a component this organization installed (without its bytes).
+    pub fn component_schema(&self, hash: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()?
+            .prepare_cached(scoped(
+                "SELECT c.config_schema FROM components c WHERE EXISTS (SELECT 1 FROM plugin_versions v \
+                 WHERE v.org_id = ?1 AND v.hash = ?2) AND c.hash = ?2",
+            ))?
+            .query_row(params![self.org.id, hash], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
     /// A plugin's execution trace, newest first, before trace id `before` when given.
     pub fn traces(&self, plugin: &str, before: Option<i64>, limit: u32) -> Result<Vec<TraceRecord>> {
         let conn = self.conn()?;
