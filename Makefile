@@ -1,12 +1,19 @@
 # The README's two commands: `make run` and `make test`. Both install what they need first.
-.PHONY: setup run test bench plugins
+.PHONY: setup run test bench bench-http plugins
 
 PLUGINS_TARGET := $(CURDIR)/target/plugins
 WASM := $(PLUGINS_TARGET)/wasm32-wasip2/release
 RAPPORT := $(CURDIR)/target/release/rapport
+DEMO_PLUGINS := $(CURDIR)/target/demo-plugins
+DEMO_WASM := require_contact.wasm spend_rank.wasm customers_by_branch.wasm branch_standard.wasm
 
+PY := $(CURDIR)/target/py/bin/python
+
+# The wasm target for plugins, and the OpenAPI initiative's validator for the API contract test.
 setup:
 	rustup target add wasm32-wasip2
+	test -x $(PY) || python3 -m venv $(CURDIR)/target/py
+	$(PY) -m pip install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0
 
 # Build the example plugins from source (each with its own `cargo build -p`: see ARCHITECTURE.md).
 plugins: setup
@@ -14,23 +21,14 @@ plugins: setup
 		CARGO_TARGET_DIR=$(PLUGINS_TARGET) cargo build --quiet --release -p $$p || exit 1; \
 	done
 
-# Build Rapport and the example plugins, check and run each plugin locally on the demo store, and
-# generate a demo organization into ./rapport-data (re-running imports nothing new).
+# Build Rapport and the example plugins, then serve the admin API on 127.0.0.1:8080 with a demo
+# organization (generated customers, a sponsor tree, purchase history; the example plugins
+# installed and enabled). It prints the URL, the docs page and an owner key. Ctrl-C stops it.
 run: plugins
 	cargo build --release -p rapport
-	$(RAPPORT) plugin check $(WASM)/require_contact.wasm
-	$(RAPPORT) plugin check $(WASM)/spend_rank.wasm
-	$(RAPPORT) plugin check $(WASM)/customers_by_branch.wasm
-	$(RAPPORT) plugin check $(WASM)/branch_standard.wasm
-	$(RAPPORT) plugin run $(WASM)/require_contact.wasm --input plugins/examples/require-contact/input.json
-	$(RAPPORT) plugin run $(WASM)/spend_rank.wasm --input plugins/examples/spend-rank/input.json \
-		--fixture plugins/examples/demo-store.json --config plugins/examples/spend-rank/config.json
-	$(RAPPORT) plugin run $(WASM)/customers_by_branch.wasm --input plugins/examples/customers-by-branch/input.json \
-		--fixture plugins/examples/demo-store.json
-	$(RAPPORT) plugin run $(WASM)/branch_standard.wasm --input plugins/examples/branch-standard/input.json \
-		--fixture plugins/examples/demo-store.json
-	$(RAPPORT) demo --customers 2000 --data rapport-data
-	$(RAPPORT) org list --data rapport-data
+	rm -rf $(DEMO_PLUGINS) && mkdir -p $(DEMO_PLUGINS)
+	cp $(addprefix $(WASM)/,$(DEMO_WASM)) $(DEMO_PLUGINS)/
+	$(RAPPORT) serve --data rapport-data --demo true --demo-plugins $(DEMO_PLUGINS)
 
 # Every test: host, plugins built from source, CLI end to end.
 test: setup
@@ -38,3 +36,9 @@ test: setup
 
 bench: setup
 	cargo bench -p rapport --bench runtime
+
+# HTTP load with wrk (Debian's package): Rapport against a bare axum + rusqlite server.
+bench-http: plugins
+	command -v wrk >/dev/null || sudo apt-get install -y wrk || apt-get install -y wrk
+	cargo build --release -p rapport --bin rapport --example bare_http
+	bash bench/http.sh

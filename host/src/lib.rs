@@ -4,10 +4,14 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod client;
 pub mod demo;
 pub mod fixture;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugins;
 pub mod runner;
+pub mod server;
 pub mod store;
+pub mod webhooks;

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use rapport::client::{Client, ClientError, read_json as answer_json, segment};
 use rapport::demo::DemoSpec;
 use rapport::fixture::Fixture;
 use rapport::model::Actor;
 use rapport::plugins::{Limits, Meter, Runtime, RuntimeConfig};
 use rapport::runner::{Run, RunError};
+use rapport::server::{ServeArgs, ServeConfig};
 use rapport::store::{ImportFormat, ImportKind, ImportReport, OrgStore, Store, StoreError};
 
 #[derive(Parser)]
@@ -29,12 +31,15 @@ enum Command {
     /// The admin token comes from RAPPORT_ADMIN_TOKEN, or is generated on first start and printed
     /// once (only its hash is kept).
     Serve(ServeArgs),
-    /// Work with plugin components.
+    /// Work with plugin components: check and run one locally, or manage an organization's
+    /// plugins on a server (install, enable, config, logs, rollback…).
+    #[command(visible_alias = "plugins")]
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Manage organizations in a data directory.
+    /// Manage organizations: in a data directory, or on a server with --url.
+    #[command(visible_alias = "orgs")]
     Org {
         #[command(subcommand)]
         command: OrgCommand,
@@ -46,6 +51,8 @@ enum Command {
     ///
     /// Records are keyed by (source, external_id): re-running an import changes nothing. Bad
     /// records are reported by line while the good ones land; each batch is one transaction.
+    /// With --url (or RAPPORT_URL) the file is streamed to that server, through the
+    /// organization's policies; without, it goes straight into the store under --data.
     Import {
         /// The file to import; its extension (.ndjson, .jsonl, .csv) gives the format.
         file: PathBuf,
@@ -58,17 +65,183 @@ enum Command {
         format: Option<FormatArg>,
         #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
         data: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Manage an organization's API keys on a server.
+    #[command(visible_alias = "keys")]
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Read and write an organization's customers on a server.
+    #[command(visible_alias = "customers")]
+    Customer {
+        #[command(subcommand)]
+        command: CustomerCommand,
+    },
+    /// Run reports on a server.
+    #[command(visible_alias = "reports")]
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Rescore an organization's customers with its enabled scorers: a job on the server.
+    Rescore {
+        /// Follow the job with a progress bar until it is done, and print it finished.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: Conn,
     },
 }
 
+/// Where a remote command goes: the server, the caller's token, the organization.
 #[derive(clap::Args)]
-struct ServeArgs {
-    /// Where the database lives.
-    #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
-    data: PathBuf,
-    /// The address to listen on (port 0 picks a free one; the address is printed).
-    #[arg(long, env = "RAPPORT_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+struct Conn {
+    /// The server's address.
+    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin token, or an API key of the organization (`rapport key create`).
+    #[arg(long, env = "RAPPORT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The organization's slug.
+    #[arg(long, env = "RAPPORT_ORG")]
+    org: String,
+}
+
+impl Conn {
+    fn client(&self) -> Client {
+        Client::new(&self.url, &self.token)
+    }
+
+    /// The path of an organization's resource: `/v1/orgs/{org}/{rest}`.
+    fn path(&self, rest: &str) -> String {
+        org_path(&self.org, rest)
+    }
+}
+
+fn org_path(org: &str, rest: &str) -> String {
+    format!("/v1/orgs/{}/{rest}", segment(org))
+}
+
+/// For the commands that also work offline (`org`, `import`): a server to use instead of the
+/// data directory. Without --url they keep opening --data, as they always have.
+#[derive(clap::Args)]
+struct Remote {
+    /// Send this to a server (e.g. http://127.0.0.1:8080) instead of opening --data.
+    #[arg(long, env = "RAPPORT_URL")]
+    url: Option<String>,
+    /// With --url: the admin token, or an API key of the organization.
+    #[arg(long, env = "RAPPORT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Remote {
+    /// `None` to work on the data directory; a client, or why there cannot be one, for a server.
+    fn client(&self) -> Option<Result<Client, Failure>> {
+        let url = self.url.as_deref()?;
+        Some(match self.token.as_deref() {
+            Some(token) => Ok(Client::new(url, token)),
+            None => Err(Failure(EXIT_INPUT, format!("{url} needs a token: pass --token or set RAPPORT_TOKEN"))),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key; its token is printed once (only its hash is kept).
+    Create {
+        /// What the key is for (shown in the audit log).
+        name: String,
+        #[arg(long, value_parser = ["owner", "manager", "agent", "read-only"])]
+        role: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the organization's keys (never their tokens).
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Revoke a key: its token stops working at once.
+    Revoke {
+        id: u64,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomerCommand {
+    /// A customer's profile: fields, timeline, scores.
+    Get {
+        id: u64,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A page of customers, optionally filtered: `--filter 'branch = "BKK" and tag = "vip"'`.
+    List {
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The customer a source system knows by this external id.
+    Find {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        external_id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Create a customer from a JSON object (a file, or `-` for stdin), through the policies.
+    Create {
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Update a customer from a JSON object (a file, or `-` for stdin), through the policies.
+    Update {
+        id: u64,
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Run a reporter plugin and write its report as JSON, CSV or a standalone HTML page.
+    Run {
+        /// The reporter's name in the organization.
+        plugin: String,
+        /// The report's parameters (a JSON object); `{}` by default.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ReportFormat,
+        /// Write the report here instead of to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Json,
+    Csv,
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -95,11 +268,15 @@ enum OrgCommand {
         name: String,
         #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
         data: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// List organizations.
     List {
         #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
         data: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -108,6 +285,17 @@ enum KindArg {
     Customers,
     Interactions,
     Distributors,
+}
+
+impl KindArg {
+    /// The name on the command line, which is also the API's `?kind=`.
+    fn name(self) -> &'static str {
+        match self {
+            KindArg::Customers => "customers",
+            KindArg::Interactions => "interactions",
+            KindArg::Distributors => "distributors",
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -147,6 +335,77 @@ enum PluginCommand {
         #[arg(long, value_enum, default_value = "fuel")]
         meter: MeterArg,
     },
+    #[command(flatten)]
+    Server(ServerPluginCommand),
+}
+
+/// `rapport plugin …` on a server: an organization's installed plugins.
+#[derive(Subcommand)]
+enum ServerPluginCommand {
+    /// Install a component on a server as the plugin's next version.
+    Install {
+        file: PathBuf,
+        /// The plugin's name in the organization; installing under a taken name adds a version.
+        #[arg(long)]
+        name: String,
+        /// The author's version label (e.g. 1.2.0), kept beside the server's version number.
+        #[arg(long)]
+        version: Option<String>,
+        /// `false` keeps the new version as a candidate (for a dry-run or shadow) instead.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        activate: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the organization's plugins.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Enable a plugin: its policy judges writes, its scorer scores, its reporter can run.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Disable a plugin; it stays installed.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set a plugin's configuration (a JSON object, checked against the plugin's schema).
+    Config {
+        name: String,
+        /// The configuration (a JSON file, or `-` for stdin).
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A plugin's installed versions.
+    Versions {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Make an earlier version active again (the previous one by default).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A plugin's execution trace, newest first: outcome, duration, log lines, errors.
+    Logs {
+        name: String,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        before: Option<i64>,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -162,14 +421,25 @@ const EXIT_INPUT: u8 = 2;
 const EXIT_REFUSED: u8 = 3;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RAPPORT_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging(false, "warn");
+    }
     match cli.command {
         Command::Plugin { command: PluginCommand::Check { file, json } } => check(&file, json),
-        Command::Org { command: OrgCommand::Create { slug, name, data } } => {
+        Command::Org { command: OrgCommand::Create { slug, name, remote, .. } } if remote.url.is_some() => {
+            finish(remote.client().expect("a url").and_then(|client| {
+                print(&client.json("POST", "/v1/orgs", &[], Some(&json!({ "slug": slug, "name": name })))?);
+                Ok(())
+            }))
+        }
+        Command::Org { command: OrgCommand::List { remote, .. } } if remote.url.is_some() => {
+            finish(remote.client().expect("a url").and_then(|client| {
+                print(&client.json("GET", "/v1/orgs", &[], None)?);
+                Ok(())
+            }))
+        }
+        Command::Org { command: OrgCommand::Create { slug, name, data, .. } } => {
             match Store::open(&data).and_then(|s| s.create_org(&slug, &name)) {
                 Ok(org) => {
                     println!("{}", serde_json::to_string(&org).expect("an org serializes"));
@@ -178,7 +448,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(EXIT_INPUT, e),
             }
         }
-        Command::Org { command: OrgCommand::List { data } } => match Store::open(&data).and_then(|s| s.orgs()) {
+        Command::Org { command: OrgCommand::List { data, .. } } => match Store::open(&data).and_then(|s| s.orgs()) {
             Ok(orgs) => {
                 for org in orgs {
                     println!("{}\t{}", org.slug, org.name);
@@ -187,10 +457,23 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(EXIT_INPUT, e),
         },
-        Command::Import { file, org, kind, format, data } => import(&file, &org, kind, format, &data),
+        Command::Import { file, org, kind, format, data, remote } => import(&file, &org, kind, format, &data, &remote),
+        Command::Plugin { command: PluginCommand::Server(command) } => finish(plugin(command)),
+        Command::Key { command } => finish(key(command)),
+        Command::Customer { command } => finish(customer(command)),
+        Command::Report { command: ReportCommand::Run { plugin, params, format, out, conn } } => {
+            finish(report(&conn, &plugin, params.as_deref(), format, out.as_deref()))
+        }
+        Command::Rescore { wait, conn } => finish(rescore(&conn, wait)),
         Command::Demo(args) => demo(args),
-        Command::Serve(args) => match serve(args) {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Serve(args) => match ServeConfig::load(args) {
+            Ok(config) => {
+                logging(config.log_json, "info");
+                match rapport::server::run(config) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(EXIT_INPUT, format!("{e:#}")),
+                }
+            }
             Err(e) => fail(EXIT_INPUT, format!("{e:#}")),
         },
         Command::Plugin { command: PluginCommand::Run { file, input, config, fixture, limits, meter } } => {
@@ -203,63 +486,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log lines to stderr at the level RAPPORT_LOG gives (`default` when it is not set).
+fn logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAPPORT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json { builder.json().init() } else { builder.init() }
+}
+
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(code)
 }
 
-/// Compiled components are cached here between runs (a Python plugin takes seconds to compile).
-fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("RAPPORT_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rapport/components")))
-}
-
-/// The admin token's hash: from RAPPORT_ADMIN_TOKEN, or the one kept from an earlier start, or a
-/// new token generated and printed once.
-fn admin_hash(store: &Store) -> anyhow::Result<String> {
-    const KEY: &str = "admin_token_sha256";
-    if let Some(token) = std::env::var("RAPPORT_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
-        let hash = rapport::api::hash_token(token.trim());
-        store.set_setting(KEY, &hash)?;
-        return Ok(hash);
-    }
-    if let Some(hash) = store.setting(KEY)? {
-        return Ok(hash);
-    }
-    let token = rapport::api::new_token("ra");
-    let hash = rapport::api::hash_token(&token);
-    store.set_setting(KEY, &hash)?;
-    println!("admin token (shown once; set RAPPORT_ADMIN_TOKEN to choose your own): {token}");
-    Ok(hash)
-}
-
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data)?;
-    let admin_hash = admin_hash(&store)?;
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: cache_dir(), ..RuntimeConfig::default() })?;
-    let pipeline = rapport::pipeline::Pipeline::new(store, runtime, rapport::pipeline::Settings::default());
-    let resume = pipeline.clone();
-    std::thread::Builder::new().name("resume-jobs".into()).stack_size(8 << 20).spawn(move || {
-        if let Err(e) = resume.resume_jobs() {
-            tracing::error!("resuming jobs: {e}");
-        }
-    })?;
-    let state = Arc::new(rapport::api::AppState { pipeline, admin_hash });
-    // Blocking threads run plugin calls: give them room for the wasm stack limit and more.
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        println!("rapport listening on http://{}", listener.local_addr()?);
-        rapport::api::serve(listener, state).await?;
-        anyhow::Ok(())
-    })
-}
-
 fn runtime(meter: Meter) -> anyhow::Result<Runtime> {
-    Runtime::new(RuntimeConfig { meter, cache_dir: cache_dir(), max_instances: 4, ..RuntimeConfig::default() })
+    Runtime::new(RuntimeConfig {
+        meter,
+        cache_dir: rapport::server::cache_dir(),
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    })
 }
 
 fn plugin_name(file: &Path) -> String {
@@ -291,8 +540,13 @@ fn check(file: &Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A JSON file, or stdin for `-`.
 fn read_json(path: &Path, what: &str) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).with_context(|| format!("cannot read the {what} from stdin"))?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} {}", path.display()))?
+    };
     serde_json::from_str(&text).with_context(|| format!("the {what} {} is not valid JSON", path.display()))
 }
 
@@ -354,7 +608,7 @@ fn run(
     }
 }
 
-fn import(file: &Path, org: &str, kind: KindArg, format: Option<FormatArg>, data: &Path) -> ExitCode {
+fn import(file: &Path, org: &str, kind: KindArg, format: Option<FormatArg>, data: &Path, remote: &Remote) -> ExitCode {
     let format = match format {
         Some(FormatArg::Ndjson) => ImportFormat::Ndjson,
         Some(FormatArg::Csv) => ImportFormat::Csv,
@@ -369,6 +623,9 @@ fn import(file: &Path, org: &str, kind: KindArg, format: Option<FormatArg>, data
             }
         },
     };
+    if let Some(client) = remote.client() {
+        return finish(client.and_then(|client| import_remote(&client, file, org, kind, format)));
+    }
     let kind = match kind {
         KindArg::Customers => ImportKind::Customers,
         KindArg::Interactions => ImportKind::Interactions,
@@ -391,17 +648,23 @@ fn import(file: &Path, org: &str, kind: KindArg, format: Option<FormatArg>, data
 /// a terminal): the file is never loaded whole.
 fn import_file(store: &OrgStore, file: &Path, kind: ImportKind, format: ImportFormat) -> Result<ImportReport, String> {
     let handle = std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let bar = indicatif::ProgressBar::new(handle.metadata().map_or(0, |m| m.len()));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:12} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("a valid progress template"),
-    );
-    bar.set_message(format!("{kind:?}").to_lowercase());
+    let bar = byte_bar(handle.metadata().map_or(0, |m| m.len()), format!("{kind:?}").to_lowercase());
     let reader = std::io::BufReader::with_capacity(1 << 16, bar.wrap_read(handle));
     let actor = Actor { name: "cli".into(), role: "admin".into() };
     let report = store.import(&actor, kind, format, reader, |_| {});
     bar.finish_and_clear();
     report.map_err(|e| format!("import stopped: {e} (batches before this point are saved)"))
+}
+
+/// A progress bar over a file's bytes; indicatif draws nothing when stderr is not a terminal.
+fn byte_bar(len: u64, message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:12} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("a valid progress template"),
+    );
+    bar.set_message(message);
+    bar
 }
 
 fn demo(args: DemoArgs) -> ExitCode {
@@ -445,4 +708,258 @@ fn demo(args: DemoArgs) -> ExitCode {
         out.display()
     );
     ExitCode::SUCCESS
+}
+
+// The remote commands: a request or two through `rapport::client`, data as pretty JSON on stdout,
+// messages on stderr.
+
+/// A remote command's failure: the exit code and the message for stderr.
+struct Failure(u8, String);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        Failure(EXIT_FAILED, e.to_string())
+    }
+}
+
+fn bad_input(e: anyhow::Error) -> Failure {
+    Failure(EXIT_INPUT, format!("{e:#}"))
+}
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, message)) => fail(code, message),
+    }
+}
+
+fn print(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON serializes"));
+}
+
+fn key(command: KeyCommand) -> Result<(), Failure> {
+    match command {
+        KeyCommand::Create { name, role, conn } => {
+            let key =
+                conn.client().json("POST", &conn.path("keys"), &[], Some(&json!({ "name": name, "role": role })))?;
+            print(&key);
+            eprintln!("keep the token now: the server shows it only once");
+        }
+        KeyCommand::List { conn } => print(&conn.client().json("GET", &conn.path("keys"), &[], None)?),
+        KeyCommand::Revoke { id, conn } => {
+            conn.client().json("DELETE", &conn.path(&format!("keys/{id}")), &[], None)?;
+            eprintln!("key {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+fn customer(command: CustomerCommand) -> Result<(), Failure> {
+    let out = match command {
+        CustomerCommand::Get { id, conn } => {
+            conn.client().json("GET", &conn.path(&format!("customers/{id}")), &[], None)?
+        }
+        CustomerCommand::List { filter, limit, cursor, conn } => {
+            let limit = limit.map(|l| l.to_string());
+            let query: Vec<(&str, &str)> =
+                [("filter", filter.as_deref()), ("limit", limit.as_deref()), ("cursor", cursor.as_deref())]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v?)))
+                    .collect();
+            conn.client().json("GET", &conn.path("customers"), &query, None)?
+        }
+        CustomerCommand::Find { source, external_id, conn } => {
+            let query = [("source", source.as_str()), ("external_id", external_id.as_str())];
+            let mut page = conn.client().json("GET", &conn.path("customers"), &query, None)?;
+            match page["items"].get_mut(0) {
+                Some(found) => found.take(),
+                None => {
+                    return Err(Failure(
+                        EXIT_FAILED,
+                        format!(
+                            "no customer of organization `{}` has external id `{external_id}` in source `{source}`",
+                            conn.org
+                        ),
+                    ));
+                }
+            }
+        }
+        CustomerCommand::Create { file, conn } => {
+            let customer = read_json(&file, "customer").map_err(bad_input)?;
+            conn.client().json("POST", &conn.path("customers"), &[], Some(&customer))?
+        }
+        CustomerCommand::Update { id, file, conn } => {
+            let customer = read_json(&file, "customer").map_err(bad_input)?;
+            conn.client().json("PUT", &conn.path(&format!("customers/{id}")), &[], Some(&customer))?
+        }
+    };
+    print(&out);
+    Ok(())
+}
+
+fn plugin(command: ServerPluginCommand) -> Result<(), Failure> {
+    let plugin_path = |conn: &Conn, name: &str, rest: &str| conn.path(&format!("plugins/{}/{rest}", segment(name)));
+    let out = match command {
+        ServerPluginCommand::Install { file, name, version, activate, conn } => {
+            let handle = std::fs::File::open(&file)
+                .map_err(|e| Failure(EXIT_INPUT, format!("cannot read {}: {e}", file.display())))?;
+            let len = handle.metadata().ok().map(|m| m.len());
+            let mut query = vec![("name", name.as_str())];
+            if let Some(v) = &version {
+                query.push(("version", v));
+            }
+            if !activate {
+                query.push(("activate", "false"));
+            }
+            let resp = conn.client().send("POST", &conn.path("plugins"), &query, "application/wasm", len, handle)?;
+            answer_json(resp)?
+        }
+        ServerPluginCommand::List { conn } => conn.client().json("GET", &conn.path("plugins"), &[], None)?,
+        ServerPluginCommand::Enable { name, conn } => {
+            conn.client().json("POST", &plugin_path(&conn, &name, "enable"), &[], None)?
+        }
+        ServerPluginCommand::Disable { name, conn } => {
+            conn.client().json("POST", &plugin_path(&conn, &name, "disable"), &[], None)?
+        }
+        ServerPluginCommand::Config { name, file, conn } => {
+            let config = read_json(&file, "config").map_err(bad_input)?;
+            conn.client().json("PUT", &plugin_path(&conn, &name, "config"), &[], Some(&config))?
+        }
+        ServerPluginCommand::Versions { name, conn } => {
+            conn.client().json("GET", &plugin_path(&conn, &name, "versions"), &[], None)?
+        }
+        ServerPluginCommand::Rollback { name, version, conn } => {
+            let body = version.map(|v| json!({ "version": v }));
+            conn.client().json("POST", &plugin_path(&conn, &name, "rollback"), &[], body.as_ref())?
+        }
+        ServerPluginCommand::Logs { name, before, conn } => {
+            let before = before.map(|b| b.to_string());
+            let query: Vec<(&str, &str)> = before.as_deref().map(|b| ("before", b)).into_iter().collect();
+            conn.client().json("GET", &plugin_path(&conn, &name, "logs"), &query, None)?
+        }
+    };
+    print(&out);
+    Ok(())
+}
+
+fn report(
+    conn: &Conn,
+    plugin: &str,
+    params: Option<&Path>,
+    format: ReportFormat,
+    out: Option<&Path>,
+) -> Result<(), Failure> {
+    let params = match params {
+        Some(path) => read_json(path, "params").map_err(bad_input)?,
+        None => json!({}),
+    };
+    let format_name = match format {
+        ReportFormat::Json => "json",
+        ReportFormat::Csv => "csv",
+        ReportFormat::Html => "html",
+    };
+    let body = params.to_string();
+    let path = conn.path(&format!("reports/{}/run", segment(plugin)));
+    let resp = conn.client().send(
+        "POST",
+        &path,
+        &[("format", format_name)],
+        "application/json",
+        Some(body.len() as u64),
+        body.as_bytes(),
+    )?;
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut text)
+        .map_err(|e| Failure(EXIT_FAILED, format!("the report broke off while it was read: {e}")))?;
+    if let ReportFormat::Json = format {
+        let value: Value = serde_json::from_slice(&text).map_err(|e| ClientError::Answer(format!("not JSON ({e})")))?;
+        text = format!("{}\n", serde_json::to_string_pretty(&value).expect("JSON serializes")).into_bytes();
+    }
+    match out {
+        Some(file) => {
+            std::fs::write(file, &text)
+                .map_err(|e| Failure(EXIT_INPUT, format!("cannot write the report to {}: {e}", file.display())))?;
+            eprintln!("wrote the {format_name} report to {}", file.display());
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout(), &text)
+            .map_err(|e| Failure(EXIT_FAILED, format!("cannot write the report to stdout: {e}")))?,
+    }
+    Ok(())
+}
+
+/// Start a rescore; with `wait`, poll the job (a bar of customers scored) until it ends.
+fn rescore(conn: &Conn, wait: bool) -> Result<(), Failure> {
+    let client = conn.client();
+    let mut job = client.json("POST", &conn.path("scores/rescore"), &[], None)?;
+    if wait {
+        let path = conn.path(&format!("jobs/{}", job["id"]));
+        let bar = indicatif::ProgressBar::new(job["total"].as_u64().unwrap_or(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:12} {bar:40} {pos}/{len} customers eta {eta}")
+                .expect("a valid progress template"),
+        );
+        bar.set_message("rescoring");
+        loop {
+            match job["state"].as_str() {
+                Some("done" | "failed") => break,
+                Some(_) => {}
+                None => return Err(ClientError::Answer(format!("a job without a state: {job}")).into()),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            job = client.json("GET", &path, &[], None)?;
+            bar.set_length(job["total"].as_u64().unwrap_or(0));
+            bar.set_position(job["done"].as_u64().unwrap_or(0));
+        }
+        bar.finish_and_clear();
+    }
+    print(&job);
+    if job["state"] == "failed" {
+        let error = job["error"].as_str().unwrap_or("no error was recorded");
+        return Err(Failure(EXIT_FAILED, format!("rescore job {} failed: {error}", job["id"])));
+    }
+    Ok(())
+}
+
+/// Stream a file to the server's import behind a byte bar, and print the per-row report.
+fn import_remote(client: &Client, file: &Path, org: &str, kind: KindArg, format: ImportFormat) -> Result<(), Failure> {
+    let handle =
+        std::fs::File::open(file).map_err(|e| Failure(EXIT_INPUT, format!("cannot read {}: {e}", file.display())))?;
+    let len = handle.metadata().ok().map(|m| m.len());
+    let bar = byte_bar(len.unwrap_or(0), kind.name().into());
+    let content_type = match format {
+        ImportFormat::Csv => "text/csv",
+        ImportFormat::Ndjson => "application/x-ndjson",
+    };
+    let body = Upload { inner: handle, bar: bar.clone(), sent: false };
+    let resp = client.send("POST", &org_path(org, "import"), &[("kind", kind.name())], content_type, len, body);
+    bar.finish_and_clear();
+    let report = answer_json(resp?)?;
+    print(&report);
+    Ok(())
+}
+
+/// An upload's body: advances the bar as the file is sent. The server imports once it has the
+/// whole file, so at the end the bar turns into a spinner while the answer is awaited.
+struct Upload<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+    sent: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for Upload<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        if n == 0 && !buf.is_empty() && !self.sent {
+            self.sent = true;
+            self.bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .expect("a valid progress template"),
+            );
+            let sent = indicatif::HumanBytes(self.bar.position());
+            self.bar.set_message(format!("sent {sent}; the server is importing…"));
+            self.bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        }
+        Ok(n)
+    }
 }

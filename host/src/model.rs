@@ -16,19 +16,19 @@ pub type Timestamp = i64;
 /// Free-form attributes: always a JSON object.
 pub type Attributes = Map<String, Value>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
     pub amount_minor: i64,
     pub currency: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExternalId {
     pub source: String,
     pub id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LawfulBasis {
     Consent,
@@ -39,7 +39,7 @@ pub enum LawfulBasis {
     LegitimateInterest,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
     pub purpose: String,
@@ -52,7 +52,7 @@ pub struct Consent {
     pub source: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     #[serde(default)]
@@ -74,6 +74,7 @@ pub struct Customer {
     #[serde(default)]
     pub consents: Vec<Consent>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
     #[serde(default)]
     pub created_at: Timestamp,
@@ -128,7 +129,7 @@ impl InteractionKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TicketStatus {
     Open,
@@ -136,7 +137,7 @@ pub enum TicketStatus {
     Closed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ticket {
     pub status: TicketStatus,
@@ -150,12 +151,14 @@ pub struct Ticket {
     pub closed_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Interaction {
     #[serde(default)]
     pub id: Id,
     pub customer: Id,
+    /// purchase, call, email, chat, ticket, visit, or the organization's own kind.
+    #[schema(value_type = String)]
     pub kind: InteractionKind,
     #[serde(default)]
     pub channel: String,
@@ -171,12 +174,13 @@ pub struct Interaction {
     #[serde(default)]
     pub body: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
     #[serde(default)]
     pub ticket: Option<Ticket>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DistributorStatus {
     #[default]
@@ -185,7 +189,7 @@ pub enum DistributorStatus {
     Terminated,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Distributor {
     #[serde(default)]
@@ -200,15 +204,17 @@ pub struct Distributor {
     #[serde(default)]
     pub branch: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Branch {
     pub code: String,
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
 }
 
@@ -219,6 +225,16 @@ pub enum Entity {
     Interaction(Interaction),
     Distributor(Distributor),
     Branch(Branch),
+}
+
+impl Customer {
+    /// A strong HTTP entity tag of the record as stored: any change to it (its `updated_at`
+    /// included) gives another tag.
+    pub fn etag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json::to_vec(self).expect("a customer serializes");
+        format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..12]))
+    }
 }
 
 impl Entity {

@@ -2,70 +2,12 @@
 //! built from source, plain HTTP. The reference scenario of `design.md`, step by step, then the
 //! errors a client meets on the way.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rapport_test_plugins as built;
 use serde_json::{Value, json};
 
-const ADMIN: &str = "admin-token-for-tests";
-
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .env("RAPPORT_ADMIN_TOKEN", ADMIN)
-        .env("RAPPORT_CACHE_DIR", dir.path().join("cache"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rapport serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url =
-        line.trim().strip_prefix("rapport listening on ").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
-    Server { child, url, _dir: dir }
-}
-
-/// One request: (status, content type, body). Errors are answers here, not failures.
-fn call(method: &str, url: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> (u16, String, String) {
-    let mut req = ureq::request(method, url);
-    if let Some(t) = token {
-        req = req.set("Authorization", &format!("Bearer {t}"));
-    }
-    if !content_type.is_empty() {
-        req = req.set("Content-Type", content_type);
-    }
-    let resp = match req.send_bytes(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let (status, ty) = (resp.status(), resp.content_type().to_owned());
-    (status, ty, resp.into_string().unwrap())
-}
-
-fn json_call(method: &str, url: &str, token: &str, body: Value) -> (u16, Value) {
-    let text = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
-    let (status, _, out) = call(method, url, Some(token), "application/json", &text);
-    (status, serde_json::from_str(&out).unwrap_or(Value::String(out)))
-}
+use crate::server::{ADMIN, call, json_call, serve};
 
 #[test]
 fn the_reference_scenario_works_as_written() {

@@ -3,12 +3,17 @@
 
 mod api;
 mod cli;
+mod client;
+mod contract;
 mod crash;
 mod examples;
 mod people;
 mod pipeline;
 mod runtime;
+mod server;
+mod serving;
 mod store;
+mod webhooks;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, State, blocking};
-use crate::model::Actor;
+use crate::model::{Actor, Customer, Id};
 
 /// Roles, weakest first: each can do what the ones before it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,11 +53,72 @@ pub fn new_token(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
+/// The part of an organization an agent key works in: one branch's customers, or one
+/// distributor's. A customer outside it answers 404, as if it did not exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub branch: Option<String>,
+    pub distributor: Option<Id>,
+}
+
+impl Scope {
+    pub fn is_whole_org(&self) -> bool {
+        self.branch.is_none() && self.distributor.is_none()
+    }
+
+    pub fn allows(&self, c: &Customer) -> bool {
+        self.branch.as_ref().is_none_or(|b| c.branch.as_ref() == Some(b))
+            && self.distributor.is_none_or(|d| c.distributor == Some(d))
+    }
+
+    /// The filter-language clause that keeps a list inside the scope.
+    pub fn filter(&self) -> Option<String> {
+        let mut clauses = Vec::new();
+        if let Some(b) = &self.branch {
+            clauses.push(format!("branch = {}", serde_json::Value::String(b.clone())));
+        }
+        if let Some(d) = self.distributor {
+            clauses.push(format!("distributor = {d}"));
+        }
+        (!clauses.is_empty()).then(|| clauses.join(" and "))
+    }
+
+    /// A new customer of a scoped agent lands in the scope: missing fields are filled in, other
+    /// values refused.
+    pub fn place(&self, c: &mut Customer) -> Result<(), ApiError> {
+        if let Some(b) = &self.branch {
+            match &c.branch {
+                None => c.branch = Some(b.clone()),
+                Some(theirs) if theirs == b => {}
+                Some(theirs) => {
+                    return Err(ApiError::forbidden(format!(
+                        "this key works in branch `{b}` only; it cannot place a customer in `{theirs}`"
+                    ))
+                    .with_field(Some("branch".into())));
+                }
+            }
+        }
+        if let Some(d) = self.distributor {
+            match c.distributor {
+                None => c.distributor = Some(d),
+                Some(theirs) if theirs == d => {}
+                Some(theirs) => {
+                    return Err(ApiError::forbidden(format!(
+                        "this key works for distributor {d} only; it cannot assign a customer to {theirs}"
+                    ))
+                    .with_field(Some("distributor".into())));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub enum Caller {
     Admin,
-    Key { org: String, name: String, role: Role },
+    Key { org: String, name: String, role: Role, scope: Scope },
 }
 
 impl Caller {
@@ -77,6 +138,14 @@ impl Caller {
                 have.name(),
                 role.name()
             ))),
+        }
+    }
+
+    /// The scope this caller works in (the whole organization unless a scoped key).
+    pub fn scope(&self) -> Scope {
+        match self {
+            Caller::Admin => Scope::default(),
+            Caller::Key { scope, .. } => scope.clone(),
         }
     }
 
@@ -112,6 +181,7 @@ impl FromRequestParts<State> for Caller {
                 org: o.org_slug,
                 name: o.key.name,
                 role: Role::parse(&o.key.role).unwrap_or(Role::ReadOnly),
+                scope: Scope { branch: o.key.branch, distributor: o.key.distributor },
             }),
             None => Err(ApiError::unauthorized("this token is not valid (revoked, or never issued)")),
         }

@@ -62,6 +62,9 @@ impl From<StoreError> for ApiError {
             StoreError::NoSuchOrg(_) => ApiError::not_found(e.to_string()),
             StoreError::OrgExists(_) => ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
             StoreError::Invalid(_) | StoreError::Filter(_) => ApiError::bad_request(e.to_string()),
+            StoreError::Conflict(_) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "Precondition failed", e.to_string())
+            }
             other => {
                 tracing::error!("store error: {other}");
                 ApiError::internal(other.to_string())

@@ -26,7 +26,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Actor, Change, Customer, Decision, Entity, FieldPatch, Id, Interaction, Operation, Origin};
+use crate::model::{
+    Actor, Branch, Change, Customer, Decision, Distributor, Entity, FieldPatch, Id, Interaction, Operation, Origin,
+};
 use crate::plugins::{CallContext, CallError, Called, Limits, Plugin, Runtime, Trace, World};
 use crate::store::{self, FailureMode, OrgStore, PluginRow, Store, StoreError, TraceRecord, now_ms};
 
@@ -107,6 +109,12 @@ pub enum Write {
     CreateCustomer(Customer),
     /// The whole record as it should be (read, change, write back).
     UpdateCustomer(Customer),
+    /// An update that lands only if the stored record is still the one with this ETag
+    /// ([`Customer::etag`]): optimistic concurrency for clients that read, edit, write back.
+    UpdateCustomerIfMatch {
+        customer: Customer,
+        etag: String,
+    },
     AddInteraction(Interaction),
     EraseCustomer(Id),
     /// Merge `remove` into `keep` (duplicates): judged as an update of `keep` to the merged
@@ -115,6 +123,10 @@ pub enum Write {
         keep: Id,
         remove: Id,
     },
+    /// Create or update a branch (by code).
+    SaveBranch(Branch),
+    /// Create (id 0) or update a distributor; a new `sponsor` moves it in the tree.
+    SaveDistributor(Distributor),
 }
 
 /// A warning a policy returned (or a fail-open policy's failure): the write landed.
@@ -157,6 +169,8 @@ struct Shared {
     /// someone reads the trace. A separate transaction per write for its after-hook traces
     /// would cost more than the hooks themselves. A crash loses at most this buffer of traces.
     traces: Mutex<HashMap<i64, Vec<TraceRecord>>>,
+    /// Background jobs this process started, so that shutdown can wait for them.
+    jobs: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// Trace rows buffered per organization before they are written on their own.
@@ -207,6 +221,7 @@ impl Pipeline {
                 settings,
                 orgs: Mutex::new(HashMap::new()),
                 traces: Mutex::new(HashMap::new()),
+                jobs: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -248,12 +263,23 @@ impl Pipeline {
         Ok(self.org(org)?.traces(plugin, before, limit)?)
     }
 
-    /// Keep a chain's traces gathered so far (for paths that do not reach a commit).
+    /// Keep a chain's traces gathered so far (for paths that do not reach a commit), and queue
+    /// its denials' `policy.denied` events: a denied write rolls back, so they take a small
+    /// transaction of their own.
     fn flush_chain(&self, org: &OrgStore, chain: &mut Chain) -> Result<()> {
         if chain.deferred {
             return Ok(());
         }
-        self.keep_traces(org, std::mem::take(&mut chain.traces))
+        self.keep_traces(org, std::mem::take(&mut chain.traces))?;
+        let denials = std::mem::take(&mut chain.denials);
+        if !denials.is_empty() {
+            org.write(|tx| {
+                denials.into_iter().try_for_each(|(customer, payload)| {
+                    tx.webhook_event(store::POLICY_DENIED, customer, || Ok(payload))
+                })
+            })?;
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -370,7 +396,10 @@ impl Pipeline {
                 (Write::CreateCustomer(_), Some(Entity::Customer(c))) => {
                     Some(Entity::Customer(tx.insert_customer(&Customer { id: 0, ..c.clone() })?))
                 }
-                (Write::UpdateCustomer(_), Some(Entity::Customer(c))) => {
+                (Write::UpdateCustomer(_) | Write::UpdateCustomerIfMatch { .. }, Some(Entity::Customer(c))) => {
+                    if let Write::UpdateCustomerIfMatch { etag, .. } = &write {
+                        check_etag(tx.customer(c.id)?.as_ref(), etag)?;
+                    }
                     tx.update_customer(c)?;
                     tx.customer(c.id)?.map(Entity::Customer)
                 }
@@ -384,6 +413,10 @@ impl Pipeline {
                 }
                 (Write::MergeCustomers { keep, remove }, Some(Entity::Customer(c))) => {
                     Some(Entity::Customer(tx.merge_customers(actor, *keep, *remove, Some(c))?))
+                }
+                (Write::SaveBranch(_), Some(Entity::Branch(b))) => Some(Entity::Branch(tx.save_branch(b)?)),
+                (Write::SaveDistributor(_), Some(Entity::Distributor(d))) => {
+                    Some(Entity::Distributor(tx.save_distributor(d)?))
                 }
                 _ => return Err(StoreError::Invalid("a policy's patch replaced the record with another kind".into())),
             };
@@ -415,6 +448,9 @@ impl Pipeline {
                     }),
                 )?;
                 tx.log_change(&logged, customer)?;
+            }
+            if let Some(stored) = &stored {
+                tx.record_event(change.before.as_ref(), stored)?;
             }
             for t in &mut chain.traces {
                 t.customer = t.customer.or(customer);
@@ -527,6 +563,7 @@ impl Pipeline {
                 Decision::Allow => {}
                 Decision::Warn { message } => chain.warnings.push(Warning { plugin: name, message }),
                 Decision::Deny(d) => {
+                    chain.denied(change, &name, &d);
                     self.flush_chain(org, chain)?;
                     return Err(PipelineError::Denied { plugin: name, reason: d.reason, field: d.field });
                 }
@@ -614,10 +651,13 @@ impl Pipeline {
     ) -> Result<Option<Change>> {
         let (operation, before, after) = match write {
             Write::CreateCustomer(c) => (Operation::Create, None, Some(Entity::Customer(org.normalized(c.clone())))),
-            Write::UpdateCustomer(c) => {
+            Write::UpdateCustomer(c) | Write::UpdateCustomerIfMatch { customer: c, .. } => {
                 let before = org
                     .customer(c.id)?
                     .ok_or_else(|| PipelineError::NotFound(format!("customer {} does not exist", c.id)))?;
+                if let Write::UpdateCustomerIfMatch { etag, .. } = write {
+                    check_etag(Some(&before), etag)?;
+                }
                 let after = Customer {
                     created_at: before.created_at,
                     updated_at: before.updated_at,
@@ -663,6 +703,21 @@ impl Pipeline {
                 let merged = store::merged_profile(&kept, &removed);
                 (Operation::Update, Some(Entity::Customer(kept)), Some(Entity::Customer(merged)))
             }
+            Write::SaveBranch(b) => match org.branch(&b.code)? {
+                Some(before) if &before == b => return Ok(None),
+                Some(before) => (Operation::Update, Some(Entity::Branch(before)), Some(Entity::Branch(b.clone()))),
+                None => (Operation::Create, None, Some(Entity::Branch(b.clone()))),
+            },
+            Write::SaveDistributor(d) if d.id == 0 => (Operation::Create, None, Some(Entity::Distributor(d.clone()))),
+            Write::SaveDistributor(d) => {
+                let before = org
+                    .distributor(d.id)?
+                    .ok_or_else(|| PipelineError::NotFound(format!("distributor {} does not exist", d.id)))?;
+                if &before == d {
+                    return Ok(None);
+                }
+                (Operation::Update, Some(Entity::Distributor(before)), Some(Entity::Distributor(d.clone())))
+            }
         };
         let changed_fields = match &after {
             Some(a) => a.changed_fields(before.as_ref()),
@@ -675,11 +730,29 @@ impl Pipeline {
 fn audit_target(write: &Write, stored: Option<&Entity>) -> (&'static str, &'static str, Option<Id>) {
     match (write, stored) {
         (Write::CreateCustomer(_), Some(Entity::Customer(c))) => ("customer.create", "customer", Some(c.id)),
-        (Write::UpdateCustomer(c), _) => ("customer.update", "customer", Some(c.id)),
+        (Write::UpdateCustomer(c) | Write::UpdateCustomerIfMatch { customer: c, .. }, _) => {
+            ("customer.update", "customer", Some(c.id))
+        }
         (Write::AddInteraction(_), Some(Entity::Interaction(i))) => ("interaction.create", "interaction", Some(i.id)),
         (Write::EraseCustomer(id), _) => ("erase", "customer", Some(*id)),
         (Write::MergeCustomers { keep, .. }, _) => ("merge", "customer", Some(*keep)),
+        (Write::SaveBranch(_), _) => ("branch.save", "branch", None),
+        (Write::SaveDistributor(_), Some(Entity::Distributor(d))) => ("distributor.save", "distributor", Some(d.id)),
         _ => ("write", "record", None),
+    }
+}
+
+/// Refuse an update whose client saw another version of the record than the one stored.
+fn check_etag(stored: Option<&Customer>, expected: &str) -> std::result::Result<(), StoreError> {
+    match stored {
+        Some(c) if c.etag() == expected => Ok(()),
+        Some(c) => Err(StoreError::Conflict(format!(
+            "customer {} changed since you read it (its ETag is now {}, you sent {expected}); read it again, \
+             apply your change, and send it with the new ETag",
+            c.id,
+            c.etag()
+        ))),
+        None => Err(StoreError::Conflict("the customer no longer exists".into())),
     }
 }
 
@@ -753,9 +826,29 @@ pub(crate) struct Chain {
     pub disable: Vec<(String, String)>,
     /// The change erases a customer: traces keep no log lines or summaries of it.
     pub private: bool,
+    /// `policy.denied` events to queue (customer, payload), written with the traces.
+    pub denials: Vec<(Option<Id>, Value)>,
 }
 
 impl Chain {
+    /// Remember a denial for `policy.denied`: who denied what and why, not the record itself.
+    fn denied(&mut self, change: &Change, plugin: &str, denial: &crate::model::Denial) {
+        let record = change.after.as_ref().or(change.before.as_ref());
+        let customer = record.and_then(Entity::customer_id).filter(|&c| c != 0);
+        let entity = match record {
+            Some(Entity::Customer(_)) => "customer",
+            Some(Entity::Interaction(_)) => "interaction",
+            Some(Entity::Distributor(_)) => "distributor",
+            Some(Entity::Branch(_)) => "branch",
+            None => "record",
+        };
+        let payload = json!({
+            "customer": customer, "plugin": plugin, "reason": denial.reason, "field": denial.field,
+            "operation": change.operation, "entity": entity, "origin": change.origin,
+        });
+        self.denials.push((customer, payload));
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn trace(
         &mut self,

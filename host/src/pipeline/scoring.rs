@@ -164,7 +164,7 @@ impl Pipeline {
     pub fn spawn_rescore(&self, org: &str, actor: &Actor) -> Result<Job> {
         let job = self.create_rescore_job(org, actor)?;
         let (this, slug, id) = (self.clone(), org.to_owned(), job.id);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name(format!("rescore-{slug}-{id}"))
             .stack_size(8 << 20)
             .spawn(move || {
@@ -173,7 +173,37 @@ impl Pipeline {
                 }
             })
             .map_err(|e| PipelineError::Invalid(format!("cannot start the job's thread: {e}")))?;
+        let mut running = self.shared.jobs.lock().expect("job list");
+        running.retain(|h| !h.is_finished());
+        running.push(handle);
         Ok(job)
+    }
+
+    /// Wait for the jobs this process started, up to `limit` (at shutdown). A job still running
+    /// after that is left as it is: its progress is saved batch by batch and the next start
+    /// resumes it.
+    pub fn wait_for_jobs(&self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let mut logged = false;
+        loop {
+            let running = {
+                let mut jobs = self.shared.jobs.lock().expect("job list");
+                jobs.retain(|h| !h.is_finished());
+                jobs.len()
+            };
+            if running == 0 {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(running, "jobs still running at shutdown; the next start resumes them");
+                return;
+            }
+            if !logged {
+                tracing::info!(running, "waiting for jobs in flight to finish");
+                logged = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Finish every job a previous process left running (call at start-up).

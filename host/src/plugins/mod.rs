@@ -429,6 +429,7 @@ impl Plugin {
             Ok(Ok(value)) => {
                 let size = value.weight();
                 if size <= limits.output_bytes {
+                    crate::metrics::plugin_call(&self.name, "ok", duration, fuel);
                     return Ok(Called { value, trace });
                 }
                 Failure::Output { size, limit: limits.output_bytes }
@@ -436,6 +437,7 @@ impl Plugin {
             Ok(Err(failure)) => failure,
             Err(error) => classify(error, state, &trace, limits, meter),
         };
+        crate::metrics::plugin_call(&self.name, failure.code(), duration, fuel);
         Err(CallError { plugin: self.name.clone(), failure, trace: Box::new(trace) })
     }
 }

@@ -543,6 +543,7 @@ impl OrgTx<'_> {
                 };
                 let stored = self.insert_customer(c).map_err(|e| e.to_string())?;
                 change.after = Some(Entity::Customer(stored.clone()));
+                self.record_event(None, change.after.as_ref().expect("set above")).map_err(|e| e.to_string())?;
                 judged.land(change);
                 Ok(Outcome::Created(stored.id))
             }
@@ -563,6 +564,8 @@ impl OrgTx<'_> {
                 updated.push(json!({ "id": id, "before": before, "after": after }));
                 change.after =
                     Some(Entity::Customer(self.customer(id as Id).map_err(|e| e.to_string())?.unwrap_or(after)));
+                self.record_event(change.before.as_ref(), change.after.as_ref().expect("set above"))
+                    .map_err(|e| e.to_string())?;
                 judged.land(change);
                 Ok(Outcome::Updated)
             }
@@ -645,7 +648,12 @@ impl OrgTx<'_> {
         // interactions that would be new.
         let stored = if judged.gate.passes_all() {
             if insert_interaction_row(self.tx, self.org, &interaction, true).map_err(sql)? == 1 {
-                return Ok(Outcome::Created(self.tx.last_insert_rowid() as Id));
+                let id = self.tx.last_insert_rowid() as Id;
+                if self.listens(super::INTERACTION_ADDED).map_err(|e| e.to_string())? {
+                    let stored = Entity::Interaction(Interaction { id, ..interaction });
+                    self.record_event(None, &stored).map_err(|e| e.to_string())?;
+                }
+                return Ok(Outcome::Created(id));
             }
             find().map_err(sql)?.ok_or("interaction vanished mid-import")?
         } else {
@@ -661,6 +669,7 @@ impl OrgTx<'_> {
                     i.id = self.tx.last_insert_rowid() as Id;
                     let id = i.id;
                     change.after = Some(Entity::Interaction(i));
+                    self.record_event(None, change.after.as_ref().expect("set above")).map_err(|e| e.to_string())?;
                     judged.land(change);
                     return Ok(Outcome::Created(id));
                 }

@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod dedupe;
+mod directory;
 mod features;
 pub mod filter;
 mod import;
@@ -16,6 +17,7 @@ mod keys;
 mod privacy;
 mod registry;
 mod schema;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 
@@ -26,11 +28,16 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use dedupe::{Candidate, email as normalize_email, merged_profile, phone_e164};
+pub use directory::{ScorePoint, Segment};
 pub use import::{BATCH, Gate, ImportFormat, ImportKind, ImportReport, RowError, RowWarning, Ungated};
-pub use keys::{ApiKey, KeyOwner};
+pub use keys::{ApiKey, KeyOwner, NewKey};
 pub use registry::{
     CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceRecord,
     VersionRow, no_plugin,
+};
+pub use webhooks::{
+    Attempt, CUSTOMER_CREATED, CUSTOMER_ERASED, CUSTOMER_UPDATED, DueDelivery, EVENT_KINDS, INTERACTION_ADDED,
+    JOB_FINISHED, POLICY_DENIED, SCORE_CHANGED, WEBHOOK_RETENTION_MS, WebhookDelivery, WebhookEndpoint,
 };
 
 use crate::model::{
@@ -49,6 +56,9 @@ pub enum StoreError {
     OrgExists(String),
     #[error("{0}")]
     Invalid(String),
+    /// The record is not in the state the writer expected (an ETag that no longer matches).
+    #[error("{0}")]
+    Conflict(String),
     #[error("invalid filter: {0}")]
     Filter(#[from] filter::FilterError),
     #[error(
@@ -71,7 +81,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: Pool,
     path: PathBuf,
+    writer: Writer,
 }
+
+/// This process's turn at SQLite's one writer. Writers wait here, in order, instead of colliding
+/// in `BEGIN IMMEDIATE` and sleeping in SQLite's busy handler (which sleeps up to 100 ms at a
+/// time: a long tail under concurrent writes).
+type Writer = std::sync::Arc<std::sync::Mutex<()>>;
 
 /// An organization (a tenant).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,7 +128,7 @@ impl Store {
         }
         let manager = SqliteConnectionManager::file(&path).with_init(configure);
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        Ok(Store { pool, path })
+        Ok(Store { pool, path, writer: Writer::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -180,14 +196,11 @@ impl Store {
     pub fn org(&self, slug: &str) -> Result<OrgStore> {
         let conn = self.pool.get()?;
         let org = conn
-            .query_row(
-                "SELECT id, slug, name, created_at, default_country_code FROM orgs WHERE slug = ?1",
-                [slug],
-                org_from_row,
-            )
+            .prepare_cached("SELECT id, slug, name, created_at, default_country_code FROM orgs WHERE slug = ?1")?
+            .query_row([slug], org_from_row)
             .optional()?
             .ok_or_else(|| StoreError::NoSuchOrg(slug.into()))?;
-        Ok(OrgStore { pool: self.pool.clone(), org })
+        Ok(OrgStore { pool: self.pool.clone(), org, writer: self.writer.clone() })
     }
 }
 
@@ -221,6 +234,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 pub struct OrgStore {
     pool: Pool,
     org: Org,
+    writer: Writer,
 }
 
 /// A customer with their timeline, scores and segments: what a profile page shows.
@@ -266,9 +280,15 @@ impl OrgStore {
 
     /// Run `f` in one transaction: all of it lands, or (on any error) none of it.
     pub fn write<T>(&self, f: impl FnOnce(&OrgTx<'_>) -> Result<T>) -> Result<T> {
+        let _turn = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&OrgTx { tx: &tx, org: self.org.id, country: self.org.default_country_code.as_deref() })?;
+        let out = f(&OrgTx {
+            tx: &tx,
+            org: self.org.id,
+            country: self.org.default_country_code.as_deref(),
+            webhook_kinds: Default::default(),
+        })?;
         tx.commit()?;
         Ok(out)
     }
@@ -456,25 +476,10 @@ impl OrgStore {
         Ok(branches)
     }
 
-    /// Create or update a branch (by code).
+    /// Create or update a branch (by code), outside the policy pipeline (seeding, tests).
     pub fn save_branch(&self, actor: &Actor, branch: &Branch) -> Result<()> {
-        let code_ok = !branch.code.is_empty()
-            && branch.code.len() <= 64
-            && branch.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !code_ok {
-            return Err(StoreError::Invalid(format!(
-                "branch code `{}` must be 1-64 characters of letters, digits, `-` or `_`",
-                branch.code
-            )));
-        }
         self.write(|tx| {
-            tx.tx.execute(
-                scoped(
-                    "INSERT INTO branches (org_id, code, name, attributes) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (org_id, code) DO UPDATE SET name = excluded.name, attributes = excluded.attributes",
-                ),
-                params![self.org.id, branch.code, branch.name, attributes_text(&branch.attributes)],
-            )?;
+            tx.save_branch(branch)?;
             tx.audit(actor, "branch.save", "branch", None, json!({ "branch": branch }))
         })
     }
@@ -560,6 +565,8 @@ pub struct OrgTx<'c> {
     tx: &'c rusqlite::Transaction<'c>,
     org: i64,
     country: Option<&'c str>,
+    /// The event kinds the organization's webhook endpoints subscribe to, read on first use.
+    webhook_kinds: std::cell::OnceCell<std::collections::BTreeSet<String>>,
 }
 
 impl OrgTx<'_> {
@@ -720,8 +727,9 @@ impl OrgTx<'_> {
     }
 
     /// Store one scorer's results for a batch of customers: the current value (and label,
-    /// explanation) per score, and a history row. Customers not in this organization are skipped
-    /// and counted, never written.
+    /// explanation) per score, and a history row, and queue `score.changed` for values that
+    /// changed when an endpoint listens. Customers not in this organization are skipped and
+    /// counted, never written.
     pub fn save_scores(
         &self,
         plugin: &str,
@@ -753,8 +761,13 @@ impl OrgTx<'_> {
                     .map(|e| e.values[i].as_str())
                     .filter(|e| !e.is_empty())
             };
+            let before = self.scores_before(plugin, id)?;
+            let mut after = serde_json::Map::new();
             for column in &batch.scores {
                 let value = Some(column.values[i]).filter(|v| v.is_finite());
+                if before.is_some() {
+                    after.insert(format!("{plugin}.{}", column.name), json!(value));
+                }
                 upsert.execute(params![
                     id as i64,
                     plugin,
@@ -768,6 +781,9 @@ impl OrgTx<'_> {
             }
             for label in &batch.labels {
                 let text = label.get(i);
+                if before.is_some() {
+                    after.insert(format!("{plugin}.{}", label.name), json!(text));
+                }
                 upsert.execute(params![
                     id as i64,
                     plugin,
@@ -778,6 +794,9 @@ impl OrgTx<'_> {
                     at
                 ])?;
                 history.execute(params![id as i64, plugin, label.name, None::<f64>, text, at])?;
+            }
+            if let Some(before) = before {
+                self.scores_changed(id, &before, after)?;
             }
         }
         Ok(skipped)

@@ -5,7 +5,8 @@
 //! the customer (id, branch, distributor, dates) and their interactions' kind, channel, time and
 //! amount, so that counts and revenue stay right. Names, contact details, free text, attributes,
 //! external ids, tags, consents and scores go, and so do copies of them in earlier audit entries.
-//! The erasure itself is audited without re-storing what was erased.
+//! The erasure itself is audited without re-storing what was erased. Webhook events about the
+//! person, sent or not, are scrubbed to their id (see `webhooks`); `customer.erased` says only who.
 
 use rusqlite::params;
 use serde_json::{Value, json};
@@ -214,6 +215,7 @@ impl OrgTx<'_> {
             .collect::<rusqlite::Result<_>>()?;
         ids.push(id as i64);
         self.forget_pipeline_records(&ids)?;
+        self.scrub_webhook_events(&ids)?;
         let entries: Vec<(i64, Option<i64>, String)> = self
             .tx
             .prepare(scoped("SELECT id, entity_id, detail FROM audit WHERE org_id = ?1 AND entity = 'customer'"))?
@@ -256,6 +258,8 @@ impl OrgTx<'_> {
             "customer",
             Some(id),
             json!({ "interactions_anonymized": interactions, "audit_entries_scrubbed": scrubbed }),
-        )
+        )?;
+        // After the scrub above, so that this event keeps its (personal-data-free) payload.
+        self.webhook_event(super::CUSTOMER_ERASED, Some(id), || Ok(json!({ "customer": id })))
     }
 }

@@ -597,13 +597,14 @@ impl OrgTx<'_> {
         Ok(())
     }
 
+    /// End a job, done or (with an error) failed, and queue `job.finished` for it.
     pub fn finish_job(&self, id: i64, error: Option<&str>) -> Result<()> {
         let state = if error.is_some() { "failed" } else { "done" };
         self.tx.execute(
             scoped("UPDATE jobs SET state = ?3, error = ?4, updated_at = ?5 WHERE org_id = ?1 AND id = ?2"),
             params![self.org, id, state, error, now_ms()],
         )?;
-        Ok(())
+        self.job_finished(id)
     }
 
     /// Remove what the pipeline kept about a customer (erasure).

@@ -298,4 +298,57 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) STRICT;
     "#,
+    // 5: an agent key may be scoped to one branch or one distributor's customers.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN scope_branch TEXT;
+    ALTER TABLE api_keys ADD COLUMN scope_distributor INTEGER;
+    "#,
+    // 6: outbound webhooks. An event is stored once, with a delivery row per endpoint that
+    // subscribed when it happened; a delivery stays `queued` (retried with backoff) until the
+    // endpoint answers 2xx (`delivered`) or the attempts run out (`failed`). `customer_id` is
+    // copied onto deliveries so that "nothing for this customer is queued before it" (per-customer
+    // order) and erasure are one indexed lookup each.
+    r#"
+    CREATE TABLE webhook_endpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_endpoints_org ON webhook_endpoints(org_id, id);
+
+    CREATE TABLE webhook_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        customer_id INTEGER,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_events_customer ON webhook_events(org_id, customer_id) WHERE customer_id IS NOT NULL;
+    CREATE INDEX webhook_events_created ON webhook_events(created_at);
+
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
+        customer_id INTEGER,
+        state TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_attempt_at INTEGER,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at INTEGER,
+        created_at INTEGER NOT NULL,
+        UNIQUE (event_id, endpoint_id)
+    ) STRICT;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE state = 'queued';
+    CREATE INDEX webhook_deliveries_order ON webhook_deliveries(endpoint_id, customer_id, event_id)
+        WHERE state = 'queued';
+    CREATE INDEX webhook_deliveries_log ON webhook_deliveries(endpoint_id, id);
+    "#,
 ];

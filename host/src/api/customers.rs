@@ -1,0 +1,375 @@
+//! Customers and their interactions: lists with the filter language, profiles with ETags,
+//! writes through the policy pipeline, imports, merges and privacy requests.
+//!
+//! An agent key scoped to a branch or a distributor sees only those customers; any other
+//! customer answers 404, exactly as one that does not exist.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Caller, Role, Scope};
+use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, to_json};
+use crate::model::{Customer, Entity, Id, Interaction, Origin};
+use crate::pipeline::{Outcome, Pipeline, Write};
+use crate::store::{ImportFormat, ImportKind, OrgStore};
+
+type Params = Query<HashMap<String, String>>;
+
+pub(super) fn routes() -> OpenApiRouter<State> {
+    OpenApiRouter::new()
+        .routes(routes!(list_customers, create_customer))
+        .routes(routes!(get_customer, update_customer, erase_customer))
+        .routes(routes!(export_customer))
+        .routes(routes!(merge_customer))
+        .routes(routes!(customer_scores))
+        .routes(routes!(add_interaction))
+}
+
+/// Routes that take large bodies.
+pub(super) fn bulk_routes() -> OpenApiRouter<State> {
+    OpenApiRouter::new().routes(routes!(import))
+}
+
+/// The customer `id` if the caller may see it; 404 otherwise (missing, or outside the scope).
+fn visible(store: &OrgStore, scope: &Scope, id: Id) -> Result<Customer, ApiError> {
+    match store.customer(id)? {
+        Some(c) if scope.allows(&c) => Ok(c),
+        _ => Err(ApiError::not_found(format!("customer {id} does not exist"))),
+    }
+}
+
+/// List customers: `?filter=` (the filter language), `?cursor=`, `?limit=`; or find one by
+/// `?source=&external_id=`.
+#[utoipa::path(get, path = "/v1/orgs/{org}/customers", tag = "customers",
+    params(OrgPath,
+        ("filter" = Option<String>, Query, description = "e.g. `branch = \"bkk-01\" and tag = \"vip\"`"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "At most this many (default 50, at most 1000)"),
+        ("source" = Option<String>, Query, description = "With `external_id`: the customer known by this key"),
+        ("external_id" = Option<String>, Query, description = "With `source`")),
+    responses((status = 200, description = "`{items, next_cursor}`"), (status = 400, description = "A bad filter")))]
+async fn list_customers(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path(org): Path<String>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::ReadOnly)?;
+    let scope = caller.scope();
+    let page = blocking(&state, move |p| {
+        let store = p.org(&org)?;
+        if let (Some(source), Some(ext)) = (q.get("source"), q.get("external_id")) {
+            let items: Vec<Customer> =
+                store.find_customer(source, ext)?.into_iter().filter(|c| scope.allows(c)).collect();
+            return Ok(json!({ "items": items, "next_cursor": null }));
+        }
+        let limit = match q.get("limit") {
+            Some(l) => l.parse().map_err(|_| {
+                ApiError::bad_request(format!("`limit` must be a number, got `{l}`")).with_field(Some("limit".into()))
+            })?,
+            None => 50,
+        };
+        let asked = q.get("filter").map_or("", String::as_str);
+        let filter = match (asked.trim(), scope.filter()) {
+            (asked, None) => asked.to_owned(),
+            ("", Some(scope)) => scope,
+            (asked, Some(scope)) => format!("({asked}) and {scope}"),
+        };
+        let page = store.list_customers(&filter, q.get("cursor").map(String::as_str), limit).map_err(|e| {
+            let field = if matches!(e, crate::store::StoreError::Filter(_)) { "filter" } else { "cursor" };
+            ApiError::from(e).with_field(Some(field.into()))
+        })?;
+        Ok(to_json(&page))
+    })
+    .await?;
+    Ok(ok(page))
+}
+
+/// Create a customer; policies judge it first.
+#[utoipa::path(post, path = "/v1/orgs/{org}/customers", tag = "customers", request_body = Customer,
+    params(OrgPath),
+    responses((status = 201, description = "The customer as stored, with `warnings` and `actions`"),
+        (status = 422, description = "Denied by a policy; `detail` has its reason, `field` the field")))]
+async fn create_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Agent)?;
+    let mut customer: Customer = json_body(&body)?;
+    caller.scope().place(&mut customer)?;
+    let out =
+        blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Api, Write::CreateCustomer(customer))?)).await?;
+    let etag = etag_of(&out);
+    let mut response = created(written(out));
+    set_etag(&mut response, etag);
+    Ok(response)
+}
+
+/// A write's answer: the record as stored, with the policies' warnings and the follow-up actions.
+pub(super) fn written(out: Outcome) -> Value {
+    let mut record = match out.record {
+        Some(Entity::Customer(c)) => to_json(&c),
+        Some(Entity::Interaction(i)) => to_json(&i),
+        Some(Entity::Distributor(d)) => to_json(&d),
+        Some(Entity::Branch(b)) => to_json(&b),
+        None => json!({}),
+    };
+    record["warnings"] = to_json(&out.warnings);
+    record["actions"] = to_json(&out.actions);
+    record["changed"] = json!(out.changed);
+    record
+}
+
+fn etag_of(out: &Outcome) -> Option<String> {
+    match &out.record {
+        Some(Entity::Customer(c)) => Some(c.etag()),
+        _ => None,
+    }
+}
+
+fn set_etag(response: &mut Response, etag: Option<String>) {
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+}
+
+/// A customer's profile: the record, its scores, segments and the latest of its timeline. The
+/// `ETag` header is what `If-Match` takes on an update.
+#[utoipa::path(get, path = "/v1/orgs/{org}/customers/{id}", tag = "customers",
+    params(OrgPath, ("id" = u64, Path, description = "The customer's id")),
+    responses((status = 200, description = "The profile, with `scores: {\"plugin.score\": value}`"),
+        (status = 404, description = "No such customer (or outside this key's scope)")))]
+async fn get_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::ReadOnly)?;
+    let scope = caller.scope();
+    let customer = id(&customer)?;
+    let profile = blocking(&state, move |p| match p.org(&org)?.profile(customer, 50)? {
+        Some(profile) if scope.allows(&profile.customer) => Ok(profile),
+        _ => Err(ApiError::not_found(format!("customer {customer} does not exist"))),
+    })
+    .await?;
+    let etag = profile.customer.etag();
+    let mut response = ok(to_json(&profile));
+    set_etag(&mut response, Some(etag));
+    Ok(response)
+}
+
+/// Replace a customer's record (read, change, write back). With `If-Match: <ETag>` the update
+/// lands only if nobody changed the customer since it was read (412 otherwise).
+#[utoipa::path(put, path = "/v1/orgs/{org}/customers/{id}", tag = "customers", request_body = Customer,
+    params(OrgPath, ("id" = u64, Path, description = "The customer's id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag the record had when read")),
+    responses((status = 200, description = "The customer as stored, with `changed`, `warnings`, `actions`"),
+        (status = 412, description = "The customer changed since it was read"),
+        (status = 422, description = "Denied by a policy")))]
+async fn update_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Agent)?;
+    let scope = caller.scope();
+    let id = id(&customer)?;
+    let mut customer: Customer = json_body(&body)?;
+    customer.id = id;
+    scope.place(&mut customer)?;
+    let if_match = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::bad_request("`If-Match` must be an ETag from GET").with_field(Some("If-Match".into()))
+                })?
+                .trim()
+                .to_owned(),
+        ),
+    };
+    let out = blocking(&state, move |p| {
+        visible(&p.org(&org)?, &scope, id)?;
+        let write = match if_match {
+            Some(etag) if etag != "*" => Write::UpdateCustomerIfMatch { customer, etag },
+            _ => Write::UpdateCustomer(customer),
+        };
+        Ok(p.write(&org, &actor, Origin::Api, write)?)
+    })
+    .await?;
+    let etag = etag_of(&out);
+    let mut response = ok(written(out));
+    set_etag(&mut response, etag);
+    Ok(response)
+}
+
+/// Erase a person (right to be forgotten): the record, its interactions and scores, and every
+/// trace of them in logs and the audit log's details.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/customers/{id}", tag = "customers",
+    params(OrgPath, ("id" = u64, Path, description = "The customer's id")),
+    responses((status = 204, description = "Erased"), (status = 404, description = "No such customer")))]
+async fn erase_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Manager)?;
+    let id = id(&customer)?;
+    blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Erase, Write::EraseCustomer(id))?)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Everything held on one person (a data-subject access request), as one JSON document.
+#[utoipa::path(get, path = "/v1/orgs/{org}/customers/{id}/export", tag = "customers",
+    params(OrgPath, ("id" = u64, Path, description = "The customer's id")),
+    responses((status = 200, description = "The export document"), (status = 404, description = "No such customer")))]
+async fn export_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::Manager)?;
+    let id = id(&customer)?;
+    let doc = blocking(&state, move |p| {
+        p.org(&org)?.export(id)?.ok_or_else(|| ApiError::not_found(format!("customer {id} does not exist")))
+    })
+    .await?;
+    Ok(ok(doc))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Merge {
+    /// The duplicate merged into the customer of the path, which stays.
+    remove: u64,
+}
+
+/// Merge a duplicate into this customer; policies judge the merged profile.
+#[utoipa::path(post, path = "/v1/orgs/{org}/customers/{id}/merge", tag = "customers", request_body = Merge,
+    params(OrgPath, ("id" = u64, Path, description = "The customer who stays")),
+    responses((status = 200, description = "The merged customer")))]
+async fn merge_customer(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Manager)?;
+    let keep = id(&customer)?;
+    let Merge { remove } = json_body(&body)?;
+    let out =
+        blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Merge, Write::MergeCustomers { keep, remove })?))
+            .await?;
+    Ok(ok(written(out)))
+}
+
+/// A customer's current scores and their history, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/customers/{id}/scores", tag = "scores",
+    params(OrgPath, ("id" = u64, Path, description = "The customer's id"),
+        ("limit" = Option<u32>, Query, description = "History entries (default 100)")),
+    responses((status = 200, description = "`{scores, labels, history}`"), (status = 404, description = "No such customer")))]
+async fn customer_scores(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::ReadOnly)?;
+    let scope = caller.scope();
+    let customer = id(&customer)?;
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let body = blocking(&state, move |p| {
+        let store = p.org(&org)?;
+        visible(&store, &scope, customer)?;
+        let profile = store.profile(customer, 1)?.ok_or_else(|| ApiError::not_found("customer does not exist"))?;
+        let history = store.score_history(customer, limit)?;
+        Ok(json!({ "scores": profile.scores, "labels": profile.labels, "history": history }))
+    })
+    .await?;
+    Ok(ok(body))
+}
+
+/// Add an interaction (purchase, call, email, chat, ticket, visit) to a customer's timeline.
+#[utoipa::path(post, path = "/v1/orgs/{org}/interactions", tag = "customers", request_body = Interaction,
+    params(OrgPath),
+    responses((status = 201, description = "The interaction as stored"), (status = 422, description = "Denied by a policy")))]
+async fn add_interaction(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Agent)?;
+    let scope = caller.scope();
+    let interaction: Interaction = json_body(&body)?;
+    let out = blocking(&state, move |p: &Pipeline| {
+        visible(&p.org(&org)?, &scope, interaction.customer)?;
+        Ok(p.write(&org, &actor, Origin::Api, Write::AddInteraction(interaction))?)
+    })
+    .await?;
+    Ok(created(written(out)))
+}
+
+/// Bulk import: customers, interactions or distributors as NDJSON or CSV, keyed by (source,
+/// external id) so re-running it changes nothing; bad rows are reported by line.
+#[utoipa::path(post, path = "/v1/orgs/{org}/import", tag = "customers",
+    params(OrgPath,
+        ("kind" = String, Query, description = "customers, interactions or distributors"),
+        ("bypass_policies" = Option<bool>, Query, description = "Owner only: land rows without policies")),
+    request_body(content = String, content_type = "application/x-ndjson", description = "One JSON object a line (or `text/csv`)"),
+    responses((status = 200, description = "`{accepted, rejected: [{line, error}], ...}`"),
+        (status = 413, description = "Body too large"), (status = 415, description = "Neither NDJSON nor CSV")))]
+async fn import(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path(org): Path<String>,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Manager)?;
+    let kind = match q.get("kind").map(String::as_str) {
+        Some("customers") => ImportKind::Customers,
+        Some("interactions") => ImportKind::Interactions,
+        Some("distributors") => ImportKind::Distributors,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`kind` must be customers, interactions or distributors (got {other:?})"
+            ))
+            .with_field(Some("kind".into())));
+        }
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match content_type.split(';').next().unwrap_or("").trim() {
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => ImportFormat::Ndjson,
+        "text/csv" => ImportFormat::Csv,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+                format!("send the records as `application/x-ndjson` or `text/csv`, not `{other}`"),
+            ));
+        }
+    };
+    let bypass = q.get("bypass_policies").is_some_and(|v| v == "true");
+    if bypass && caller.require(&org, Role::Owner).is_err() {
+        return Err(ApiError::forbidden("only an owner may import without policies"));
+    }
+    let report =
+        blocking(&state, move |p| Ok(p.import(&org, &actor, kind, format, Cursor::new(body), |_| {}, bypass)?)).await?;
+    Ok(ok(to_json(&report)))
+}
