@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::HeaderValue;
 use serde::Deserialize;
 
 use crate::api::{AppState, HttpLimits, hash_token, new_token};
@@ -51,6 +52,10 @@ pub struct ServeArgs {
     /// with each failure up to an hour, for 10 attempts [default: 30000].
     #[arg(long, env = "RAPPORT_WEBHOOK_RETRY_MS")]
     pub webhook_retry_ms: Option<u64>,
+    /// Origins (comma-separated, e.g. `https://crm.example.com`) whose pages may call the API
+    /// from a browser; none by default (CORS off).
+    #[arg(long, env = "RAPPORT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
     /// Log lines as JSON (one object a line) instead of text. The level comes from RAPPORT_LOG
     /// (e.g. `info`, `rapport=debug`).
     #[arg(long, env = "RAPPORT_LOG_JSON")]
@@ -79,6 +84,7 @@ struct FileConfig {
     long_request_timeout: Option<u64>,
     shutdown_grace: Option<u64>,
     webhook_retry_ms: Option<u64>,
+    cors_origins: Option<Vec<String>>,
     log_json: Option<bool>,
     demo: Option<bool>,
     demo_plugins: Option<PathBuf>,
@@ -93,6 +99,7 @@ pub struct ServeConfig {
     pub limits: HttpLimits,
     pub shutdown_grace: Duration,
     pub webhooks: WebhookConfig,
+    pub cors_origins: Vec<HeaderValue>,
     pub log_json: bool,
     pub demo: Option<Demo>,
 }
@@ -137,6 +144,13 @@ impl ServeConfig {
                 Some(ms) => WebhookConfig::with_retry_base(Duration::from_millis(ms)),
                 None => WebhookConfig::default(),
             },
+            cors_origins: args
+                .cors_origins
+                .or(file.cors_origins)
+                .unwrap_or_default()
+                .iter()
+                .map(|o| HeaderValue::from_str(o.trim()).with_context(|| format!("`{o}` is not a valid CORS origin")))
+                .collect::<anyhow::Result<_>>()?,
             log_json: args.log_json.or(file.log_json).unwrap_or(false),
             demo,
         })
@@ -191,6 +205,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         limits: config.limits.clone(),
         shutdown_grace: config.shutdown_grace,
         webhooks: config.webhooks.clone(),
+        cors_origins: config.cors_origins.clone(),
     });
     // Blocking threads run plugin calls: give them room for the wasm stack limit and more.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build()?;

@@ -3,6 +3,7 @@
 //! own routes (metrics, docs, request ids, limits).
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
 
 use serde_json::{Value, json};
 
@@ -484,4 +485,119 @@ fn the_server_counts_requests_tags_them_with_ids_compresses_and_refuses_big_bodi
         "{text}"
     );
     assert!(text.contains("rapport_http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[test]
+fn imports_stream_up_to_the_upload_limit_and_cors_is_off_unless_configured() {
+    let s = serve_with(&[("RAPPORT_UPLOAD_LIMIT_MIB", "1"), ("RAPPORT_CORS_ORIGINS", "https://crm.example.com")]);
+    org(&s, "acme");
+    let owner = key(&s, "acme", "owner", Value::Null);
+    let api = |p: &str| format!("{}/v1/orgs/acme{p}", s.url);
+    let ndjson = "application/x-ndjson";
+
+    // Over the limit: 413 as soon as the headers say so, before the body is sent (a client
+    // that waits, as with `Expect: 100-continue`, sends nothing), and nothing landed.
+    let addr = s.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST /v1/orgs/acme/import?kind=customers HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {owner}\r\n\
+         Content-Type: {ndjson}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        2 << 20
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.to_lowercase().contains("content-type: application/problem+json"), "{answer}");
+    let (_, list) = json_call("GET", &api("/customers"), &owner, Value::Null);
+    assert_eq!(list["items"], json!([]));
+    // Under it, the rows stream in batch by batch (more than one batch here).
+    let fits: String =
+        (0..3000).map(|i| json!({"source": "shop", "external_id": format!("c-{i}")}).to_string() + "\n").collect();
+    let (status, _, body) =
+        request("POST", &api("/import?kind=customers"), Some(&owner), &[("Content-Type", ndjson)], fits.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["accepted"], 3000);
+
+    // CORS: the configured origin may call from a browser, any other gets no permission.
+    let preflight = |origin: &str| {
+        let (_, headers, _) = request(
+            "OPTIONS",
+            &api("/customers"),
+            None,
+            &[("Origin", origin), ("Access-Control-Request-Method", "GET")],
+            b"",
+        );
+        header(&headers, "access-control-allow-origin").map(str::to_owned)
+    };
+    assert_eq!(preflight("https://crm.example.com").as_deref(), Some("https://crm.example.com"));
+    assert_eq!(preflight("https://evil.example.com"), None);
+    let plain = serve();
+    let (_, headers, _) = request(
+        "OPTIONS",
+        &format!("{}/healthz", plain.url),
+        None,
+        &[("Origin", "https://crm.example.com"), ("Access-Control-Request-Method", "GET")],
+        b"",
+    );
+    assert_eq!(header(&headers, "access-control-allow-origin"), None, "CORS is off by default");
+}
+
+#[test]
+fn a_plugin_uploaded_as_multipart_runs_and_its_calls_are_counted() {
+    let s = serve();
+    org(&s, "acme");
+    let owner = key(&s, "acme", "owner", Value::Null);
+    let api = |p: &str| format!("{}/v1/orgs/acme{p}", s.url);
+
+    let wasm = std::fs::read(rapport_test_plugins::REQUIRE_CONTACT).unwrap();
+    let boundary = "rapport-test-boundary";
+    let mut form = Vec::new();
+    for (name, value) in [("name", "contact"), ("version", "1.2.0"), ("config", r#"{"welcome_tag": "vip"}"#)] {
+        form.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
+        );
+    }
+    form.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"require_contact.wasm\"\r\n\
+             Content-Type: application/wasm\r\n\r\n"
+        )
+        .bytes(),
+    );
+    form.extend(&wasm);
+    form.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let (status, _, body) = request("POST", &api("/plugins"), Some(&owner), &[("Content-Type", &content_type)], &form);
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = json_call("POST", &api("/plugins/contact/enable"), &owner, Value::Null);
+    assert_eq!(status, 200);
+
+    // The config sent with the upload is in force: new customers get the `vip` tag.
+    let (status, c) =
+        json_call("POST", &api("/customers"), &owner, json!({"name": "Somchai", "email": "s@example.com"}));
+    assert_eq!(status, 201, "{c}");
+    let (_, profile) = json_call("GET", &api(&format!("/customers/{}", c["id"])), &owner, Value::Null);
+    assert_eq!(profile["tags"], json!(["vip"]));
+    let (status, denied) = json_call("POST", &api("/customers"), &owner, json!({"name": "Nobody"}));
+    assert_eq!(status, 422, "{denied}");
+
+    // An unknown form field is named in the error.
+    let bad =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n--{boundary}--\r\n");
+    let (status, _, body) =
+        request("POST", &api("/plugins"), Some(&owner), &[("Content-Type", &content_type)], bad.as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"field\":\"colour\""), "{body}");
+
+    // /metrics counts the plugin's calls and the fuel they used.
+    let (_, _, text) = request("GET", &format!("{}/metrics", s.url), None, &[], b"");
+    let calls = text
+        .lines()
+        .find(|l| l.starts_with(r#"rapport_plugin_calls_total{plugin="contact",outcome="ok"}"#))
+        .unwrap_or_else(|| panic!("no plugin call counter:\n{text}"));
+    let n: f64 = calls.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 3.0, "a create (before + after), a follow-up tag, a denial: {calls}");
+    assert!(text.contains("rapport_plugin_call_duration_seconds_bucket"), "{text}");
 }

@@ -5,14 +5,16 @@
 //! customer answers 404, exactly as one that does not exist.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::BufReader;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -339,7 +341,7 @@ async fn import(
     Path(org): Path<String>,
     Query(q): Params,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let actor = caller.require(&org, Role::Manager)?;
     let kind = match q.get("kind").map(String::as_str) {
@@ -369,7 +371,11 @@ async fn import(
     if bypass && caller.require(&org, Role::Owner).is_err() {
         return Err(ApiError::forbidden("only an owner may import without policies"));
     }
-    let report =
-        blocking(&state, move |p| Ok(p.import(&org, &actor, kind, format, Cursor::new(body), |_| {}, bypass)?)).await?;
+    // Streamed: rows land batch by batch as the body arrives, whatever its size. A body cut off
+    // (or over the upload limit without a Content-Length) ends the import with the batches
+    // before it landed; re-running the same body changes nothing.
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = BufReader::with_capacity(256 << 10, SyncIoBridge::new(StreamReader::new(stream)));
+    let report = blocking(&state, move |p| Ok(p.import(&org, &actor, kind, format, reader, |_| {}, bypass)?)).await?;
     Ok(ok(to_json(&report)))
 }

@@ -22,12 +22,14 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -49,6 +51,8 @@ pub struct AppState {
     /// How long shutdown waits for running jobs.
     pub shutdown_grace: Duration,
     pub webhooks: WebhookConfig,
+    /// Origins a browser may call the API from (CORS); none by default.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 pub type State = Arc<AppState>;
@@ -130,6 +134,9 @@ fn api(limits: &HttpLimits) -> OpenApiRouter<State> {
         .merge(customers::bulk_routes())
         .merge(plugins::bulk_routes())
         .layer(DefaultBodyLimit::max(limits.upload))
+        // The import streams its body past `DefaultBodyLimit`; this bounds it (413 up front
+        // when the Content-Length says so).
+        .layer(RequestBodyLimitLayer::new(limits.upload))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.long_timeout));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ordinary).merge(bulk)
 }
@@ -146,6 +153,7 @@ pub fn router(state: State) -> Router {
         .fallback(|| async { ApiError::not_found("no such route; the API is described at /openapi.json and /docs") })
         .layer(axum::middleware::from_fn(observe))
         .layer(axum::middleware::map_response(problem_for_bare_errors))
+        .layer(cors(&state.cors_origins))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -158,6 +166,19 @@ pub fn router(state: State) -> Router {
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Cross-origin calls from browsers: off (no CORS headers, so browsers refuse) unless origins are
+/// configured.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_MATCH])
+        .expose_headers([header::ETAG, header::LOCATION, HeaderName::from_static("x-request-id")])
 }
 
 /// Count every request by route and status, and time it.
