@@ -162,6 +162,7 @@ const ACCESS: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/orgs/{org}/customers/{id}/export", MANAGER),
     ("POST", "/v1/orgs/{org}/customers/{id}/merge", MANAGER),
     ("GET", "/v1/orgs/{org}/customers/{id}/scores", READ),
+    ("GET", "/v1/orgs/{org}/customers/{id}/timeline", READ),
     ("POST", "/v1/orgs/{org}/interactions", AGENT),
     ("POST", "/v1/orgs/{org}/import", MANAGER),
     ("GET", "/v1/orgs/{org}/branches", READ),
@@ -600,4 +601,49 @@ fn a_plugin_uploaded_as_multipart_runs_and_its_calls_are_counted() {
     let n: f64 = calls.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 3.0, "a create (before + after), a follow-up tag, a denial: {calls}");
     assert!(text.contains("rapport_plugin_call_duration_seconds_bucket"), "{text}");
+}
+
+#[test]
+fn a_timeline_pages_newest_first_and_stays_in_the_agent_scope() {
+    let s = serve();
+    org(&s, "acme");
+    let owner = key(&s, "acme", "owner", Value::Null);
+    let api = |p: &str| format!("{}/v1/orgs/acme{p}", s.url);
+    let (_, c) = json_call(
+        "POST",
+        &api("/customers"),
+        &owner,
+        json!({"name": "Suda", "email": "s@example.com", "branch": "CNX"}),
+    );
+    let id = c["id"].as_u64().unwrap();
+    for day in 1..=5i64 {
+        let (status, body) = json_call(
+            "POST",
+            &api("/interactions"),
+            &owner,
+            json!({"customer": id, "kind": "call", "occurred_at": day * 86_400_000, "subject": format!("day {day}")}),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut seen = Vec::new();
+    let mut url = api(&format!("/customers/{id}/timeline?limit=2"));
+    loop {
+        let (status, page) = json_call("GET", &url, &owner, Value::Null);
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|i| i["subject"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) if !items.is_empty() => url = api(&format!("/customers/{id}/timeline?limit=2&before={next}")),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["day 5", "day 4", "day 3", "day 2", "day 1"]);
+    let (status, body) =
+        json_call("GET", &api(&format!("/customers/{id}/timeline?before=nonsense")), &owner, Value::Null);
+    assert_eq!((status, body["field"].as_str()), (400, Some("before")), "{body}");
+
+    let agent = key(&s, "acme", "agent", json!({"branch": "BKK"}));
+    let (status, _) = json_call("GET", &api(&format!("/customers/{id}/timeline")), &agent, Value::Null);
+    assert_eq!(status, 404, "another branch's timeline is invisible");
 }

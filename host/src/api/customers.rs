@@ -34,6 +34,7 @@ pub(super) fn routes() -> OpenApiRouter<State> {
         .routes(routes!(export_customer))
         .routes(routes!(merge_customer))
         .routes(routes!(customer_scores))
+        .routes(routes!(timeline))
         .routes(routes!(add_interaction))
 }
 
@@ -303,6 +304,39 @@ async fn customer_scores(
     })
     .await?;
     Ok(ok(body))
+}
+
+/// A customer's timeline, newest first, a page at a time (the profile carries the first page and
+/// its `timeline_next`).
+#[utoipa::path(get, path = "/v1/orgs/{org}/customers/{id}/timeline", tag = "customers",
+    params(OrgPath, ("id" = u64, Path, description = "The customer's id"),
+        ("before" = Option<String>, Query, description = "`next_cursor` (or the profile's `timeline_next`)"),
+        ("limit" = Option<u32>, Query, description = "At most this many (default 50, at most 1000)")),
+    responses((status = 200, description = "`{items, next_cursor}`"), (status = 404, description = "No such customer")))]
+async fn timeline(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, customer)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.require(&org, Role::ReadOnly)?;
+    let scope = caller.scope();
+    let customer = id(&customer)?;
+    let limit = match q.get("limit") {
+        Some(l) => l.parse::<u32>().map_err(|_| {
+            ApiError::bad_request(format!("`limit` must be a number, got `{l}`")).with_field(Some("limit".into()))
+        })?,
+        None => 50,
+    };
+    let (items, next) = blocking(&state, move |p| {
+        let store = p.org(&org)?;
+        visible(&store, &scope, customer)?;
+        store
+            .timeline(customer, q.get("before").map(String::as_str), limit.clamp(1, 1000))
+            .map_err(|e| ApiError::from(e).with_field(Some("before".into())))
+    })
+    .await?;
+    Ok(super::page(&items, next))
 }
 
 /// Add an interaction (purchase, call, email, chat, ticket, visit) to a customer's timeline.
