@@ -9,11 +9,12 @@ DEMO_WASM := require_contact.wasm spend_rank.wasm customers_by_branch.wasm branc
 
 PY := $(CURDIR)/target/py/bin/python
 
-# The wasm target for plugins, and the OpenAPI initiative's validator for the API contract test.
+# The wasm target for plugins; the OpenAPI initiative's validator and schemathesis for the API
+# contract tests.
 setup:
 	rustup target add wasm32-wasip2
 	test -x $(PY) || python3 -m venv $(CURDIR)/target/py
-	$(PY) -m pip install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0
+	$(PY) -m pip install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0 schemathesis==4.32.5
 
 # Build the example plugins from source (each with its own `cargo build -p`: see ARCHITECTURE.md).
 plugins: setup

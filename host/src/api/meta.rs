@@ -32,7 +32,8 @@ async fn healthz(Extract(state): Extract<State>) -> Result<Response, ApiError> {
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "server", security(()),
     responses((status = 200, description = "Requests by route and status with latencies, plugin calls by plugin and \
-        outcome, fuel used, limit hits, running jobs' progress", content_type = "text/plain")))]
+        outcome, fuel used, limit hits, running jobs' progress",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(Extract(state): Extract<State>) -> Result<Response, ApiError> {
     let jobs = blocking(&state, |p| {
         Ok(p.store()
