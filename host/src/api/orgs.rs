@@ -21,6 +21,22 @@ pub(super) fn routes() -> OpenApiRouter<State> {
         .routes(routes!(get_org))
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
+        .routes(routes!(me))
+}
+
+/// Who the token is: the admin, or a key with its organization, role and scope. A client (the
+/// CLI, the console) learns its organization from its key.
+#[utoipa::path(get, path = "/v1/me", tag = "orgs",
+    responses((status = 200, description = "`{admin: true}` or `{org, name, role, branch?, distributor?}`"),
+        (status = 401, description = "No token, or one that is not valid")))]
+async fn me(caller: Caller) -> Response {
+    ok(match caller {
+        Caller::Admin => json!({ "admin": true }),
+        Caller::Key { org, name, role, scope } => json!({
+            "admin": false, "org": org, "name": name, "role": role.name(),
+            "branch": scope.branch, "distributor": scope.distributor,
+        }),
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
