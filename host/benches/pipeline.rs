@@ -6,9 +6,13 @@
 //! 2. A whole-organization rescore (feature reads, scoring, score writes, job progress) with the
 //!    `spend-rank` plugin against the same job with the same scoring code compiled into the host.
 //! 3. Density: resident memory of one process serving 1,000 organizations with 5 plugins each.
+//! 4. Isolation: a well-behaved organization's write rate alone, and while other organizations'
+//!    hostile policies (an endless loop, a plugin waiting in host calls) run in parallel threads,
+//!    each call until its CPU deadline. The slowdown factor is the figure (`BENCH_ATTACKERS`,
+//!    default "2,8" threads).
 //!
 //! `BENCH_WRITES` (default 3000), `BENCH_CUSTOMERS` (default 200 000; the 1M figure in
-//! BENCHMARKS.md sets 1000000), `BENCH_ORGS` (default 1000), `BENCH_ONLY=writes|rescore|density`.
+//! BENCHMARKS.md sets 1000000), `BENCH_ORGS` (default 1000), `BENCH_ONLY=writes|rescore|density|hostile`.
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +57,9 @@ fn main() {
     }
     if only.is_empty() || only == "density" {
         density();
+    }
+    if only.is_empty() || only == "hostile" {
+        hostile();
     }
 }
 
@@ -283,4 +290,101 @@ fn density() {
         (after - before) as f64 / 1024.0,
         rapport::plugins::loaded_count(p.runtime())
     );
+}
+
+/// How much hostile organizations slow a well-behaved one down. The good organization writes
+/// customers through one policy, from one thread; meanwhile `attackers` threads write to
+/// organizations whose policies burn their whole CPU budget (100 ms) on every call, either in
+/// wasm (`loop`: stopped by the epoch deadline) or in the host (`host-sleep`: heavy aggregates,
+/// stopped by the host's deadline check). Fail-closed, never auto-disabled, so the attack lasts.
+///
+/// No isolation between CPU-bound threads is promised beyond the OS scheduler's: with `k` cores
+/// and `a` attackers, the good thread's fair share predicts a slowdown near `(a + 1) / k` once
+/// `a + 1 > k`. What this measures is that nothing else adds to it (no global lock held through
+/// a call, no pool starvation: a slot is held at most the CPU limit).
+fn hostile() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let n = env("BENCH_WRITES", 3000) / 3;
+    let attackers: Vec<usize> = std::env::var("BENCH_ATTACKERS")
+        .unwrap_or_else(|_| "2,8".into())
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let runtime =
+        Runtime::new(RuntimeConfig { meter: Meter::Epoch, max_instances: 32, ..RuntimeConfig::default() }).unwrap();
+    let settings = Settings { failure_threshold: u64::MAX, ..Settings::default() };
+    let p = Pipeline::new(store, runtime, settings);
+    p.store().create_org("good", "good").unwrap();
+    install(&p, "good", "contact", wasm::REQUIRE_CONTACT, json!({ "welcome_tag": "" }));
+    let attacks = ["loop", "host-sleep"];
+    for attack in attacks {
+        p.store().create_org(attack, attack).unwrap();
+        install(&p, attack, "hostile", wasm::HOSTILE_POLICY, json!({ "attack": attack }));
+        let people: String = (0..2000)
+            .map(|i| {
+                json!({"source": "shop", "external_id": format!("c-{i}"), "attributes": {"k": i % 40}}).to_string()
+                    + "\n"
+            })
+            .collect();
+        p.org(attack)
+            .unwrap()
+            .import(&owner(), ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people), |_| {})
+            .unwrap();
+    }
+    let counter = AtomicU64::new(0);
+    // The good organization's writes: (rate per second, p99 latency in µs).
+    let good = |p: &Pipeline| {
+        let mut latencies = Vec::with_capacity(n as usize);
+        let start = Instant::now();
+        for _ in 0..n {
+            let i = counter.fetch_add(1, Ordering::Relaxed);
+            let c = Customer {
+                name: Some(format!("Customer {i}")),
+                email: Some(format!("c{i}@example.com")),
+                ..Customer::default()
+            };
+            let t = Instant::now();
+            p.write("good", &owner(), Origin::Api, Write::CreateCustomer(c)).unwrap();
+            latencies.push(t.elapsed().as_micros() as u64);
+        }
+        latencies.sort_unstable();
+        (n as f64 / start.elapsed().as_secs_f64(), latencies[latencies.len() * 99 / 100])
+    };
+    println!();
+    println!("a good organization's writes ({n} per run, one thread) while hostile organizations attack:");
+    let (alone, alone_p99) = good(&p);
+    println!("  alone: {alone:>7.0} writes/s, p99 {alone_p99} µs");
+    for &a in &attackers {
+        for attack in attacks {
+            let stop = Arc::new(AtomicBool::new(false));
+            let failed = Arc::new(AtomicU64::new(0));
+            let threads: Vec<_> = (0..a)
+                .map(|_| {
+                    let (p, stop, failed) = (p.clone(), stop.clone(), failed.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let c = Customer { name: Some("x".into()), ..Customer::default() };
+                            let err = p.write(attack, &owner(), Origin::Api, Write::CreateCustomer(c)).unwrap_err();
+                            assert!(err.to_string().contains("CPU limit"), "{err}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(300)); // the attack is under way
+            let (rate, p99) = good(&p);
+            stop.store(true, Ordering::Relaxed);
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            println!(
+                "  {a} threads of `{attack}`: {rate:>7.0} writes/s, p99 {p99} µs: {:.2}x slower \
+                 ({} hostile calls stopped at their CPU limit)",
+                alone / rate,
+                failed.load(Ordering::Relaxed)
+            );
+        }
+    }
 }

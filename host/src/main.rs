@@ -86,6 +86,24 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Copy the database to one file, consistent as of one moment, while `rapport serve` keeps
+    /// running (SQLite's online backup). The file is never overwritten; restore it with
+    /// `rapport restore`.
+    Backup {
+        /// The file to write, e.g. rapport-2026-11-23.db.
+        out: PathBuf,
+        #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
+        data: PathBuf,
+    },
+    /// Replace the database with a backup. Stop `rapport serve` first (a restore refuses while
+    /// anything has the database open); the replaced database is kept beside it as
+    /// rapport.db.before-restore-<time>.
+    Restore {
+        /// A file written by `rapport backup`.
+        backup: PathBuf,
+        #[arg(long, env = "RAPPORT_DATA", default_value = "./rapport-data")]
+        data: PathBuf,
+    },
     /// Rescore an organization's customers with its enabled scorers: a job on the server.
     Rescore {
         /// Follow the job with a progress bar until it is done, and print it finished.
@@ -466,6 +484,8 @@ fn main() -> ExitCode {
         }
         Command::Rescore { wait, conn } => finish(rescore(&conn, wait)),
         Command::Demo(args) => demo(args),
+        Command::Backup { out, data } => local(rapport::store::backup_to(&data, &out)),
+        Command::Restore { backup, data } => local(rapport::store::restore_from(&data, &backup)),
         Command::Serve(args) => match ServeConfig::load(args) {
             Ok(config) => {
                 logging(config.log_json, "info");
@@ -495,6 +515,24 @@ fn logging(json: bool, default: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json { builder.json().init() } else { builder.init() }
+}
+
+/// A local store command's report as JSON on stdout, or its error: bad input (a file that is
+/// not a backup, a database in use) exits 2, anything else 1.
+fn local(result: Result<impl serde::Serialize, StoreError>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            print(&serde_json::to_value(report).expect("a report serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(
+            e @ (StoreError::NotRapport { .. }
+            | StoreError::TooNew { .. }
+            | StoreError::InUse { .. }
+            | StoreError::Invalid(_)),
+        ) => fail(EXIT_INPUT, e),
+        Err(e) => fail(EXIT_FAILED, e),
+    }
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {

@@ -336,6 +336,16 @@ pub struct Denial {
     pub field: Option<String>,
 }
 
+/// Fields no policy may patch: a record's identity and the host's bookkeeping. The runtime refuses
+/// a decision that names one (a `bad_output` failure of the plugin, in its metrics and trace), and
+/// the pipeline checks again when it applies a patch.
+pub const UNPATCHABLE_FIELDS: [&str; 4] = ["id", "created_at", "updated_at", "customer"];
+
+/// The largest value one field patch may carry, in bytes of JSON text. A policy normalizes or
+/// fills in a field; it does not write blobs. Without this bound only the 1 MiB output limit held,
+/// so a policy could land a 900 KiB name on every customer it saw.
+pub const MAX_PATCH_VALUE_BYTES: usize = 64 << 10;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldPatch {
     pub field: String,

@@ -15,7 +15,7 @@ use crate::api::{AppState, HttpLimits, hash_token, new_token};
 use crate::model::Actor;
 use crate::pipeline::{Pipeline, Settings};
 use crate::plugins::{Runtime, RuntimeConfig};
-use crate::store::{ImportFormat, ImportKind, NewKey, Store, StoreError};
+use crate::store::{DataLock, ImportFormat, ImportKind, NewKey, Store, StoreError};
 use crate::webhooks::WebhookConfig;
 
 /// Every setting of `rapport serve`. Each is a flag, an environment variable, or a key of the
@@ -185,6 +185,9 @@ fn admin_hash(store: &Store) -> anyhow::Result<String> {
 
 /// Run the server until Ctrl-C or SIGTERM.
 pub fn run(config: ServeConfig) -> anyhow::Result<()> {
+    // Held until the server exits: a restore must not swap the database out from under it (and
+    // a second server on the same directory would not share this one's writer queue).
+    let _lock = DataLock::acquire(&config.data, "rapport serve")?;
     let store = Store::open(&config.data)?;
     let admin_hash = admin_hash(&store)?;
     let runtime = Runtime::new(RuntimeConfig { cache_dir: cache_dir(), ..RuntimeConfig::default() })?;

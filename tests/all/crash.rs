@@ -84,3 +84,295 @@ fn a_killed_import_leaves_whole_batches_and_resumes() {
     assert_eq!(counts.interactions, INTERACTIONS as u64);
     assert!(counts.audit > audit_before);
 }
+
+// ----- a killed server: during a rescore job, during a plugin upload -----
+
+mod serve {
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use rapport::model::Actor;
+    use rapport::pipeline::{Pipeline, Settings};
+    use rapport::plugins::Meter;
+    use rapport::store::{ImportFormat, ImportKind, Store};
+    use rapport_test_plugins as wasm;
+    use serde_json::{Value, json};
+
+    const ADMIN: &str = "admin-token-for-crash-tests";
+
+    /// A `rapport serve` on a data directory that outlives it (the harness in `server.rs` owns
+    /// its directory; these tests restart on the same one).
+    struct Server {
+        child: Child,
+        url: String,
+    }
+
+    impl Server {
+        fn start(data: &Path) -> Server {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+                .arg(data)
+                .env("RAPPORT_ADMIN_TOKEN", ADMIN)
+                .env("RAPPORT_CACHE_DIR", data.join("cache"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("rapport serve starts");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            let url = line.trim().strip_prefix("rapport listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+            Server { child, url }
+        }
+
+        /// SIGKILL: no handler runs, no transaction is finished, nothing is flushed.
+        fn kill(mut self) {
+            self.child.kill().unwrap();
+            self.child.wait().unwrap();
+        }
+
+        fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+            let req =
+                ureq::request(method, &format!("{}{path}", self.url)).set("Authorization", &format!("Bearer {ADMIN}"));
+            let resp = match body {
+                Some(b) => req.send_json(b),
+                None => req.call(),
+            };
+            let resp = match resp {
+                Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+                Err(e) => panic!("{method} {path}: {e}"),
+            };
+            let status = resp.status();
+            (status, resp.into_json().unwrap_or(Value::Null))
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn owner() -> Actor {
+        Actor { name: "ops".into(), role: "owner".into() }
+    }
+
+    fn integrity(data: &Path) -> String {
+        rusqlite::Connection::open(data.join("rapport.db"))
+            .unwrap()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn count(data: &Path, sql: &str, params: impl rusqlite::Params) -> u64 {
+        rusqlite::Connection::open(data.join("rapport.db"))
+            .unwrap()
+            .query_row(sql, params, |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    }
+
+    fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(start.elapsed() < limit, "gave up waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    const CUSTOMERS: usize = 60_000;
+
+    /// An organization with many customers and one cheap scorer, set up through the library.
+    fn scoring_org() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = Store::open(&data).unwrap();
+        store.create_org("acme", "Acme").unwrap();
+        let people: String = (0..CUSTOMERS)
+            .map(|n| json!({"source": "shop", "external_id": format!("c-{n}")}).to_string() + "\n")
+            .collect();
+        let org = store.org("acme").unwrap();
+        org.import(&owner(), ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people), |_| {})
+            .unwrap();
+        let p = Pipeline::new(store, crate::runtime(Meter::Epoch), Settings::default());
+        let bytes = std::fs::read(wasm::HOSTILE_SCORER).unwrap();
+        p.install("acme", &owner(), "tally", &bytes, Some("1"), Some(json!({ "attack": "none" })), true).unwrap();
+        p.enable("acme", &owner(), "tally").unwrap();
+        (dir, data)
+    }
+
+    /// Killed mid-rescore, the server resumes the job at its next start from the last committed
+    /// batch: every customer is scored exactly once by the job (history rows), the job's counts
+    /// are exact, the audit says it finished once, and the database is intact.
+    #[test]
+    fn a_server_killed_during_a_rescore_resumes_the_job_and_scores_everyone_once() {
+        let (_dir, data) = scoring_org();
+        // Retry until a kill lands while the job is observed running, part way through.
+        let mut killed = None;
+        for _attempt in 0..5 {
+            let server = Server::start(&data);
+            let (status, job) = server.call("POST", "/v1/orgs/acme/scores/rescore", None);
+            assert_eq!(status, 202, "{job}");
+            let id = job["id"].as_i64().unwrap();
+            let progress = poll("the job to progress or finish", Duration::from_secs(120), || {
+                let (_, job) = server.call("GET", &format!("/v1/orgs/acme/jobs/{id}"), None);
+                let done = job["done"].as_u64().unwrap();
+                (done > 0 || job["state"] != "running").then_some(job)
+            });
+            if progress["state"] == "running" && progress["done"].as_u64().unwrap() < CUSTOMERS as u64 {
+                server.kill();
+                killed = Some((id, progress["done"].as_u64().unwrap()));
+                break;
+            }
+            server.kill();
+        }
+        let (id, seen) = killed.expect("the job was observed running in one of five attempts");
+        assert_eq!(integrity(&data), "ok");
+        let store = Store::open(&data).unwrap();
+        let job = store.org("acme").unwrap().job(id).unwrap().unwrap();
+        assert_eq!(job.state, "running", "cut off, not finished");
+        assert!(job.done >= seen && job.done < CUSTOMERS as u64, "{} done after the kill", job.done);
+        assert_eq!(job.done % 2_000, 0, "whole batches only: {}", job.done);
+        let created_at = job.created_at;
+        // Committed with the cursor: exactly the customers up to it have this job's scores.
+        let history = "SELECT count(*) FROM score_history WHERE plugin = 'tally' AND name = 'x' AND computed_at >= ?1";
+        assert_eq!(count(&data, history, [created_at]), job.done);
+        drop(store);
+
+        // The restart resumes it; nothing is scored twice, nobody is skipped.
+        let server = Server::start(&data);
+        let job = poll("the job to finish", Duration::from_secs(300), || {
+            let (_, job) = server.call("GET", &format!("/v1/orgs/acme/jobs/{id}"), None);
+            (job["state"] != "running").then_some(job)
+        });
+        assert_eq!(job["state"], "done", "{job}");
+        assert_eq!((job["done"].as_u64(), job["total"].as_u64()), (Some(CUSTOMERS as u64), Some(CUSTOMERS as u64)));
+        server.kill();
+        assert_eq!(integrity(&data), "ok");
+        assert_eq!(count(&data, history, [created_at]), CUSTOMERS as u64, "each customer scored once by the job");
+        assert_eq!(count(&data, "SELECT count(*) FROM scores WHERE plugin = 'tally'", []), 2 * CUSTOMERS as u64);
+        let audit = Store::open(&data).unwrap().org("acme").unwrap().audit(0, 100_000).unwrap();
+        let finished: Vec<_> =
+            audit.iter().filter(|e| e.action == "job.done" && e.entity_id == Some(id as u64)).collect();
+        assert_eq!(finished.len(), 1, "one audit row for the job's end");
+        assert_eq!(finished[0].detail["customers"], CUSTOMERS as u64);
+    }
+
+    /// `component` with a custom section of `size` bytes appended: a different, valid component
+    /// as big as the upload needs to be to take a while.
+    fn padded(component: &[u8], size: usize) -> Vec<u8> {
+        fn leb(mut n: usize, out: &mut Vec<u8>) {
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                out.push(if n == 0 { byte } else { byte | 0x80 });
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        let name = b"rapport-test-padding";
+        let mut payload = Vec::with_capacity(size + 32);
+        leb(name.len(), &mut payload);
+        payload.extend_from_slice(name);
+        payload.extend((0..size).map(|i| (i * 31 % 251) as u8));
+        let mut out = component.to_vec();
+        out.push(0); // a custom section
+        leb(payload.len(), &mut out);
+        out.extend(payload);
+        out
+    }
+
+    fn sha256(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
+    }
+
+    /// Killed while a large new version is uploaded and installed, the server restarts with the
+    /// plugin at the old version or the new one, whole: the stored bytes hash to what they are
+    /// named by, every version row has its component and its audit row, and the plugin runs.
+    /// The kill comes at growing delays, so that rounds land before, during and after the install.
+    #[test]
+    fn a_server_killed_during_a_plugin_upload_keeps_the_old_version_or_the_new_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        {
+            let store = Store::open(&data).unwrap();
+            store.create_org("acme", "Acme").unwrap();
+            let p = Pipeline::new(store, crate::runtime(Meter::Epoch), Settings::default());
+            let bytes = std::fs::read(wasm::REQUIRE_CONTACT).unwrap();
+            p.install("acme", &owner(), "contact", &bytes, Some("1"), Some(json!({})), true).unwrap();
+            p.enable("acme", &owner(), "contact").unwrap();
+        }
+        let original = std::fs::read(wasm::REQUIRE_CONTACT).unwrap();
+        let (mut old_seen, mut new_seen) = (0, 0);
+        for round in 0..8u64 {
+            let big = padded(&original, (24 << 20) + round as usize);
+            let (known, active) = {
+                let org = Store::open(&data).unwrap().org("acme").unwrap();
+                (org.plugin_versions("contact").unwrap().len(), org.plugin("contact").unwrap().unwrap().active_version)
+            };
+            let server = Server::start(&data);
+            let url = format!("{}/v1/orgs/acme/plugins?name=contact&version=big-{round}", server.url);
+            let upload = {
+                let big = big.clone();
+                std::thread::spawn(move || {
+                    let _ = ureq::post(&url)
+                        .set("Authorization", &format!("Bearer {ADMIN}"))
+                        .set("Content-Type", "application/wasm")
+                        .send_bytes(&big);
+                })
+            };
+            std::thread::sleep(Duration::from_millis(round * round * 40));
+            server.kill();
+            upload.join().unwrap();
+
+            assert_eq!(integrity(&data), "ok", "round {round}");
+            let store = Store::open(&data).unwrap();
+            let org = store.org("acme").unwrap();
+            let plugin = org.plugin("contact").unwrap().expect("the plugin is still registered");
+            let versions = org.plugin_versions("contact").unwrap();
+            assert!(versions.iter().any(|v| v.version == plugin.active_version), "the active version exists");
+            for v in &versions {
+                let (bytes, _) = org.component(&v.hash).unwrap().expect("every version has its component");
+                assert_eq!(sha256(&bytes), v.hash, "round {round}: version {} is stored whole", v.version);
+            }
+            let installs = org.audit(0, 100_000).unwrap().into_iter().filter(|e| e.action == "plugin.install").count();
+            assert_eq!(installs, versions.len(), "round {round}: one audit row per version");
+            let newest = versions.iter().max_by_key(|v| v.version).unwrap();
+            if newest.hash == sha256(&big) {
+                // The new version landed whole, and (uploads activate by default) is the active one.
+                new_seen += 1;
+                assert_eq!(plugin.active_version, newest.version, "round {round}");
+                assert_eq!(versions.len(), known + 1, "round {round}: one version more");
+            } else {
+                // Nothing of it: the versions and the active one are as before the upload.
+                old_seen += 1;
+                assert!(versions.iter().all(|v| v.hash != sha256(&big)), "round {round}");
+                assert_eq!((versions.len(), plugin.active_version), (known, active), "round {round}");
+            }
+            drop((org, store));
+
+            // The server starts on it and the plugin (old or new) judges writes.
+            let server = Server::start(&data);
+            let (status, body) = server.call("POST", "/v1/orgs/acme/customers", Some(json!({ "name": "No Contact" })));
+            assert_eq!(status, 422, "round {round}: the policy runs and denies: {body}");
+            let (status, body) = server.call(
+                "POST",
+                "/v1/orgs/acme/customers",
+                Some(json!({ "name": "Ann", "email": format!("a{round}@x.test") })),
+            );
+            assert_eq!(status, 201, "round {round}: {body}");
+            server.kill();
+            if old_seen > 0 && new_seen > 0 && round >= 3 {
+                break;
+            }
+        }
+        assert!(old_seen > 0, "some kill landed before the new version was committed");
+        assert!(new_seen > 0, "some kill landed after it");
+    }
+}

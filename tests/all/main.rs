@@ -7,11 +7,14 @@ mod client;
 mod contract;
 mod crash;
 mod examples;
+mod fuzz;
 mod people;
 mod pipeline;
+mod reliability;
 mod runtime;
 mod server;
 mod serving;
+mod standard;
 mod store;
 mod webhooks;
 

@@ -2,7 +2,9 @@
 //! harness of every end-to-end test of the API, the CLI client and webhooks.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -11,14 +13,38 @@ pub const ADMIN: &str = "admin-token-for-tests";
 pub struct Server {
     pub child: Child,
     pub url: String,
-    /// The data directory (removed when the server is dropped).
+    /// The data directory (removed when the server is dropped), unless started with
+    /// [`serve_data`] on a directory of the caller's.
     pub dir: tempfile::TempDir,
+    /// The data directory the server runs on.
+    pub data: PathBuf,
+    /// Where its stderr (the log lines) goes, for [`serve_logged`].
+    pub log: Option<PathBuf>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Stop it as an operator does (SIGTERM: requests and jobs in flight finish), and wait until
+    /// the process has exited, so that its database is closed.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the server did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it has logged so far ([`serve_logged`] only).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.as_ref().expect("started with serve_logged")).unwrap()
     }
 }
 
@@ -34,15 +60,38 @@ pub fn serve_with(envs: &[(&str, &str)]) -> Server {
 /// A server with extra flags and environment variables.
 pub fn serve_args(args: &[&str], envs: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    spawn(dir, data, args, envs, None)
+}
+
+/// A server on an existing data directory: to start again after a stop or a restore.
+pub fn serve_data(data: &Path, envs: &[(&str, &str)]) -> Server {
+    spawn(tempfile::tempdir().unwrap(), data.to_owned(), &[], envs, None)
+}
+
+/// A server whose stderr goes to a file (`Server::log_text`): for tests of what it logs. Set the
+/// level with `RAPPORT_LOG` in `envs`.
+pub fn serve_logged(envs: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    spawn(dir, data, &[], envs, Some(log))
+}
+
+fn spawn(dir: tempfile::TempDir, data: PathBuf, args: &[&str], envs: &[(&str, &str)], log: Option<PathBuf>) -> Server {
+    let stderr = match &log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
+        .arg(&data)
         .args(args)
         .env("RAPPORT_ADMIN_TOKEN", ADMIN)
         .env("RAPPORT_CACHE_DIR", dir.path().join("cache"))
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("rapport serve starts");
     let stdout = child.stdout.take().unwrap();
@@ -50,7 +99,7 @@ pub fn serve_args(args: &[&str], envs: &[(&str, &str)]) -> Server {
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let url =
         line.trim().strip_prefix("rapport listening on ").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
-    Server { child, url, dir }
+    Server { child, url, dir, data, log }
 }
 
 /// One request: (status, content type, body). Errors are answers here, not failures.
@@ -75,4 +124,14 @@ pub fn json_call(method: &str, url: &str, token: &str, body: Value) -> (u16, Val
     let text = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
     let (status, _, out) = call(method, url, Some(token), "application/json", &text);
     (status, serde_json::from_str(&out).unwrap_or(Value::String(out)))
+}
+
+/// Upload a built plugin to an organization under `name` and enable it (asserting both work).
+pub fn install_enabled(s: &Server, org: &str, token: &str, name: &str, wasm_path: &str) {
+    let wasm = std::fs::read(wasm_path).unwrap_or_else(|e| panic!("{wasm_path}: {e}"));
+    let url = format!("{}/v1/orgs/{org}/plugins", s.url);
+    let (status, _, out) = call("POST", &format!("{url}?name={name}"), Some(token), "application/wasm", &wasm);
+    assert_eq!(status, 201, "installing {name}: {out}");
+    let (status, out) = json_call("POST", &format!("{url}/{name}/enable"), token, Value::Null);
+    assert_eq!(status, 200, "enabling {name}: {out}");
 }

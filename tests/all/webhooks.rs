@@ -12,7 +12,7 @@ use rapport_test_plugins as built;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::server::{ADMIN, call, json_call, serve_with};
+use crate::server::{ADMIN, call, install_enabled, json_call, serve_with};
 
 /// One request the receiver got, and what it answered.
 #[derive(Clone, Debug)]
@@ -121,12 +121,7 @@ fn webhooks_are_signed_retried_in_order_per_customer_and_forget_erased_people() 
     let t = key["token"].as_str().unwrap().to_owned();
     let t = t.as_str();
     for (name, path) in [("contact", built::REQUIRE_CONTACT), ("rank", built::SPEND_RANK)] {
-        let wasm = std::fs::read(path).unwrap();
-        let (status, _, out) =
-            call("POST", &api(&format!("/v1/orgs/shop/plugins?name={name}")), Some(t), "application/wasm", &wasm);
-        assert_eq!(status, 201, "{out}");
-        let (status, out) = json_call("POST", &api(&format!("/v1/orgs/shop/plugins/{name}/enable")), t, Value::Null);
-        assert_eq!(status, 200, "{out}");
+        install_enabled(&s, "shop", t, name, path);
     }
 
     // Registration checks what it is given, and names the field.

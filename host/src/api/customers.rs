@@ -284,7 +284,7 @@ async fn merge_customer(
 #[utoipa::path(get, path = "/v1/orgs/{org}/customers/{id}/scores", tag = "scores",
     params(OrgPath, ("id" = u64, Path, description = "The customer's id"),
         ("limit" = Option<u32>, Query, description = "History entries (default 100)")),
-    responses((status = 200, description = "`{scores, labels, history}`"), (status = 404, description = "No such customer")))]
+    responses((status = 200, description = "`{scores, labels, explanations, history}`"), (status = 404, description = "No such customer")))]
 async fn customer_scores(
     caller: Caller,
     Extract(state): Extract<State>,
@@ -300,7 +300,10 @@ async fn customer_scores(
         visible(&store, &scope, customer)?;
         let profile = store.profile(customer, 1)?.ok_or_else(|| ApiError::not_found("customer does not exist"))?;
         let history = store.score_history(customer, limit)?;
-        Ok(json!({ "scores": profile.scores, "labels": profile.labels, "history": history }))
+        Ok(json!({
+            "scores": profile.scores, "labels": profile.labels, "explanations": profile.explanations,
+            "history": history,
+        }))
     })
     .await?;
     Ok(ok(body))

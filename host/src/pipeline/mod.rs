@@ -570,7 +570,11 @@ impl Pipeline {
                 Decision::Patch { patches } => {
                     if let Err(e) = apply_patches(change, &patches) {
                         let error = format!("returned a patch that cannot be applied: {e}");
-                        chain.traces.last_mut().expect("traced above").error = Some(error.clone());
+                        // The call returned, but what it returned is unusable: a failure of the
+                        // plugin's, in its trace like any other.
+                        let trace = chain.traces.last_mut().expect("traced above");
+                        trace.outcome = "error".into();
+                        trace.error = Some(format!("plugin `{name}` {error}"));
                         self.flush_chain(org, chain)?;
                         return Err(PipelineError::PolicyFailed { plugin: name, code: "bad_output", error });
                     }
@@ -798,7 +802,7 @@ pub(crate) fn apply_patches(change: &mut Change, patches: &[FieldPatch]) -> std:
                     .ok_or("attributes are not an object")?
                     .insert(key.to_owned(), p.value.clone());
             }
-            _ if matches!(p.field.as_str(), "id" | "created_at" | "updated_at" | "customer") => {
+            _ if crate::model::UNPATCHABLE_FIELDS.contains(&p.field.as_str()) => {
                 return Err(format!("`{}` cannot be patched", p.field));
             }
             None if record.contains_key(&p.field) => {

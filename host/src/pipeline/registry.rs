@@ -88,8 +88,10 @@ impl Pipeline {
     ) -> Result<PluginRow> {
         check_name(name)?;
         let store = self.org(org)?;
-        let plugin =
-            self.runtime().load(name, bytes).map_err(|e| PipelineError::Plugin(format!("the component {e}")))?;
+        let plugin = self
+            .runtime()
+            .load(name, bytes)
+            .map_err(|e| PipelineError::Plugin(format!("plugin `{name}` was refused: the component {e}")))?;
         let info = plugin.info();
         let contract = info.version_string();
         let component = NewComponent {

@@ -470,9 +470,33 @@ fn decision_from_wit(d: wit::Decision) -> Result<model::Decision, Failure> {
             patches: patches
                 .into_iter()
                 .map(|p| {
+                    if model::UNPATCHABLE_FIELDS.contains(&p.field.as_str()) {
+                        return Err(bad(
+                            "before",
+                            format!(
+                                "the patch sets field `{}`, which no policy may change (ids and bookkeeping times are \
+                                 the host's)",
+                                p.field
+                            ),
+                        ));
+                    }
+                    if p.value.len() > model::MAX_PATCH_VALUE_BYTES {
+                        return Err(bad(
+                            "before",
+                            format!(
+                                "the patch of field `{}` is {} bytes, over the limit of {} bytes per patched value",
+                                p.field,
+                                p.value.len(),
+                                model::MAX_PATCH_VALUE_BYTES
+                            ),
+                        ));
+                    }
                     let value = serde_json::from_str(&p.value).map_err(|e| {
                         bad("before", format!("the patch of field `{}` is not valid JSON: {e}", p.field))
                     })?;
+                    if p.field == "attributes" && !matches!(value, Value::Object(_)) {
+                        return Err(bad("before", "the patch of field `attributes` is not a JSON object"));
+                    }
                     Ok(model::FieldPatch { field: p.field, value })
                 })
                 .collect::<Result<_, Failure>>()?,

@@ -39,7 +39,11 @@ impl OrgStore {
         }
         let condition = filter::to_sql(&parsed, &mut params);
         let join = if by_tag { " LEFT JOIN customer_tags t ON t.customer_id = c.id" } else { "" };
-        let columns = if select.is_empty() { "NULL".to_owned() } else { select.join(", ") };
+        // The select list comes before `?1` in the statement's text, and SQLite numbers an
+        // anonymous `?` one past the largest number seen so far in the text: left anonymous, the
+        // select list's first `?` would become ?1 and bind the organization's id. Number them
+        // explicitly from 2, in the order their values were pushed after the organization's.
+        let columns = if select.is_empty() { "NULL".to_owned() } else { number_placeholders(&select.join(", "), 2) };
         let sql = format!(
             "SELECT {columns} FROM customers c{join} WHERE c.org_id = ?1 AND c.erased_at IS NULL AND {condition}"
         );
@@ -60,6 +64,21 @@ impl OrgStore {
     }
 }
 
+/// Every anonymous `?` of `sql` numbered in order, the first as `?first`.
+fn number_placeholders(sql: &str, first: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = first;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '?' && !chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            out.push_str(&n.to_string());
+            n += 1;
+        }
+    }
+    out
+}
+
 fn text(v: ValueRef<'_>) -> Option<String> {
     match v {
         ValueRef::Null => None,
@@ -75,5 +94,14 @@ fn number(v: ValueRef<'_>) -> Option<f64> {
         ValueRef::Real(r) => Some(r),
         ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
         ValueRef::Null | ValueRef::Blob(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn select_placeholders_are_numbered_after_the_organization() {
+        let sql = super::number_placeholders("(s.plugin = ? AND s.name = ?), json_extract(c.attributes, ?), ?7", 2);
+        assert_eq!(sql, "(s.plugin = ?2 AND s.name = ?3), json_extract(c.attributes, ?4), ?7");
     }
 }

@@ -392,6 +392,10 @@ impl OrgStore {
             }
             if done {
                 progress(last_line);
+                // Lines that do not parse are rejected as they are read, the others when their
+                // batch is written: put them back in file order, as a person reads the report.
+                report.rejected.sort_by_key(|r| r.line);
+                report.warnings.sort_by_key(|w| w.line);
                 return Ok(report);
             }
         }

@@ -8,6 +8,7 @@
 //! second backend (PostgreSQL) is an addition.
 
 mod aggregate;
+mod backup;
 mod dedupe;
 mod directory;
 mod features;
@@ -27,6 +28,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::json;
 
+pub use backup::{BackupReport, DataLock, LOCK_FILE, RestoreReport, backup_to, restore_from};
 pub use dedupe::{Candidate, email as normalize_email, merged_profile, phone_e164};
 pub use directory::{ScorePoint, Segment};
 pub use import::{BATCH, Gate, ImportFormat, ImportKind, ImportReport, RowError, RowWarning, Ungated};
@@ -66,6 +68,12 @@ pub enum StoreError {
          {known}); upgrade Rapport, or restore a backup taken before the upgrade"
     )]
     TooNew { path: String, found: i64, known: i64 },
+    /// A file given as a backup is not a Rapport database (or is damaged).
+    #[error("{path} is not a Rapport database: {why}; pass a file written by `rapport backup`")]
+    NotRapport { path: String, why: String },
+    /// Another process has the data directory (a running server during a restore).
+    #[error("the data directory {path} is in use by {holder}; stop it (Ctrl-C or SIGTERM), then run this again")]
+    InUse { path: String, holder: String },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("database connection pool: {0}")]
@@ -214,12 +222,19 @@ fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
     )
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+/// The database's schema version, refused when a newer Rapport wrote it: this build would not
+/// know what its tables mean. Opening and restoring share this check.
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64> {
     let known = schema::MIGRATIONS.len() as i64;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > known {
         return Err(StoreError::TooNew { path: path.display().to_string(), found, known });
     }
+    Ok(found)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let found = schema_version(conn, path)?;
     for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -245,6 +260,9 @@ pub struct Profile {
     /// `"<plugin>.<score>": value`.
     pub scores: serde_json::Map<String, serde_json::Value>,
     pub labels: serde_json::Map<String, serde_json::Value>,
+    /// Why a score is what it is, where its scorer says (`"<plugin>.<score>": text`).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub explanations: serde_json::Map<String, serde_json::Value>,
     pub segments: Vec<String>,
     pub timeline: Vec<Interaction>,
     /// Pass as `before` to get the next page of the timeline.
@@ -404,8 +422,9 @@ impl OrgStore {
         let mut scores = serde_json::Map::new();
         let mut labels = serde_json::Map::new();
         let mut stmt = conn.prepare_cached(scoped(
-            "SELECT s.plugin, s.name, s.value, s.label FROM scores s JOIN customers c ON c.id = s.customer_id \
-             WHERE c.org_id = ?1 AND s.customer_id = ?2 ORDER BY s.plugin, s.name",
+            "SELECT s.plugin, s.name, s.value, s.label, s.explanation FROM scores s \
+             JOIN customers c ON c.id = s.customer_id WHERE c.org_id = ?1 AND s.customer_id = ?2 \
+             ORDER BY s.plugin, s.name",
         ))?;
         let rows = stmt.query_map(params![self.org.id, id as i64], |r| {
             Ok((
@@ -413,11 +432,16 @@ impl OrgStore {
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<f64>>(2)?,
                 r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })?;
+        let mut explanations = serde_json::Map::new();
         for row in rows {
-            let (plugin, name, value, label) = row?;
+            let (plugin, name, value, label, explanation) = row?;
             let key = format!("{plugin}.{name}");
+            if let Some(text) = explanation {
+                explanations.insert(key.clone(), text.into());
+            }
             if let Some(label) = label {
                 labels.insert(key.clone(), label.into());
             }
@@ -427,7 +451,7 @@ impl OrgStore {
         }
         drop(stmt);
         let segments = self.segments_of(&conn, id)?;
-        Ok(Some(Profile { customer, scores, labels, segments, timeline, timeline_next }))
+        Ok(Some(Profile { customer, scores, labels, explanations, segments, timeline, timeline_next }))
     }
 
     fn segments_of(&self, conn: &Connection, id: Id) -> Result<Vec<String>> {

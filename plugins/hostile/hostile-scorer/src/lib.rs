@@ -35,6 +35,11 @@ impl Scorer for Hostile {
             "none" => {}
             "panic" => panic!("hostile scorer panicked on purpose"),
             "infinite" => out.scores[0].values[0] = f64::INFINITY,
+            // NaN means "no score" in the contract: every customer's score must be stored empty,
+            // never as a number.
+            "nan" => out.scores[0].values.fill(f64::NAN),
+            // A label's text must stay within the output limit like everything else.
+            "huge-label" => out.labels[0].categories[0] = "z".repeat(40 << 20),
             "short" => {
                 out.scores[0].values.pop();
             }

@@ -1,0 +1,227 @@
+//! Customer lifetime value for Rapport: the BG/NBD model of purchase counts (Fader, Hardie & Lee
+//! 2005) and the Gamma-Gamma model of spend (Fader & Hardie 2013), fitted by maximum likelihood.
+//!
+//! Shared by the `clv` scorer (fits during the rescore's `fit` phase, scores every customer) and
+//! the `clv-fit` reporter (fits and shows the parameters). Free of the plugin SDK, so its tests
+//! and benchmark run natively: `cargo test -p clv-model --target x86_64-unknown-linux-gnu`.
+//!
+//! Units, as in the papers: time in weeks, measured in whole days (several purchases on one day
+//! are one transaction, so a history is made of distinct purchase days).
+
+pub mod bgnbd;
+pub mod gamma_gamma;
+pub mod optimize;
+pub mod sim;
+pub mod special;
+
+pub use bgnbd::{BgNbd, Compressed, Fit};
+pub use gamma_gamma::{GammaGamma, Spend};
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) of a unix-millisecond time.
+pub fn day_of(ms: f64) -> i64 {
+    (ms / DAY_MS as f64).floor() as i64
+}
+
+/// One customer's purchase history as both models need it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct History {
+    /// Repeat transactions: purchase days after the first.
+    pub x: u32,
+    /// Days from the first purchase day to the last (t_x · 7).
+    pub tx_days: u32,
+    /// Days from the first purchase day to the end of calibration (T · 7).
+    pub t_days: u32,
+    /// Mean value of a transaction (a day's purchases), in currency units; NaN when unknown.
+    pub mean_value: f64,
+    /// Transactions the mean is over (x + 1: the first purchase day is one too).
+    pub transactions: u32,
+}
+
+impl History {
+    /// A history from the scorer's features: distinct purchase days, first and last purchase
+    /// time (ms), total spend (minor units), up to and including `end_day`. None for a customer
+    /// without purchases by then.
+    ///
+    /// The mean value is over all transactions, the first included: the host's features give
+    /// one sum over the customer's purchases and not the first day's amount, so the first
+    /// transaction cannot be set apart as Fader & Hardie do with CDNOW's data. Under the model
+    /// (every transaction drawn from the customer's Gamma(p, ν)) that is one more observation of
+    /// the same mean, not a bias; it differs only where first purchases are unlike later ones.
+    pub fn from_features(
+        days: f64,
+        first_at: f64,
+        last_at: f64,
+        spend_minor: f64,
+        end_day: i64,
+        minor_per_unit: f64,
+    ) -> Option<History> {
+        if !(days >= 1.0 && first_at.is_finite() && last_at.is_finite()) {
+            return None;
+        }
+        let (first, last) = (day_of(first_at), day_of(last_at));
+        if first > end_day {
+            return None;
+        }
+        let transactions = days.round() as u32;
+        let spend = spend_minor / minor_per_unit;
+        Some(History {
+            x: transactions - 1,
+            tx_days: (last.min(end_day) - first).max(0) as u32,
+            t_days: (end_day - first) as u32,
+            mean_value: if spend > 0.0 { spend / transactions as f64 } else { f64::NAN },
+            transactions,
+        })
+    }
+
+    /// A history from its summary in weeks (the `clv` scorer's `frequency`, `recency_weeks`,
+    /// `age_weeks` and `mean_value` scores, which the `clv-fit` reporter reads back).
+    pub fn from_summary(frequency: f64, recency_weeks: f64, age_weeks: f64, mean_value: f64) -> Option<History> {
+        if !(frequency >= 0.0 && recency_weeks >= 0.0 && age_weeks >= recency_weeks) {
+            return None;
+        }
+        let x = frequency.round() as u32;
+        Some(History {
+            x,
+            tx_days: (recency_weeks * 7.0).round() as u32,
+            t_days: (age_weeks * 7.0).round() as u32,
+            mean_value,
+            transactions: x + 1,
+        })
+    }
+
+    pub fn t_x(&self) -> f64 {
+        self.tx_days as f64 / 7.0
+    }
+
+    pub fn t(&self) -> f64 {
+        self.t_days as f64 / 7.0
+    }
+}
+
+/// Both models' parameters and the calibration they were fitted for: the `clv` scorer's model
+/// bytes, handed from `fit` to every `score` call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Model {
+    pub bgnbd: BgNbd,
+    /// None when no customer had a purchase amount.
+    pub gamma_gamma: Option<GammaGamma>,
+    /// The calibration end, as a UTC day (see [`day_of`]).
+    pub end_day: i64,
+}
+
+const MAGIC: &[u8; 4] = b"clv1";
+
+impl Model {
+    /// Little-endian: magic, the 7 parameters as f64 (NaN for an absent Gamma-Gamma), end day.
+    pub fn encode(&self) -> Vec<u8> {
+        let gg = self.gamma_gamma.unwrap_or(GammaGamma { p: f64::NAN, q: f64::NAN, gamma: f64::NAN });
+        let mut out = MAGIC.to_vec();
+        for v in [self.bgnbd.r, self.bgnbd.alpha, self.bgnbd.a, self.bgnbd.b, gg.p, gg.q, gg.gamma] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend(self.end_day.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Model> {
+        let body = bytes.strip_prefix(MAGIC.as_slice())?;
+        if body.len() != 8 * 8 {
+            return None;
+        }
+        let f = |i: usize| f64::from_le_bytes(body[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let gg = GammaGamma { p: f(4), q: f(5), gamma: f(6) };
+        Some(Model {
+            bgnbd: BgNbd { r: f(0), alpha: f(1), a: f(2), b: f(3) },
+            gamma_gamma: (!gg.p.is_nan()).then_some(gg),
+            end_day: i64::from_le_bytes(body[56..64].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// Both fits over a population, and what they saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fitted {
+    pub bgnbd: Fit<BgNbd>,
+    pub gamma_gamma: Option<Fit<GammaGamma>>,
+    /// Distinct (x, t_x, T) histories: the BG/NBD likelihood's work per evaluation.
+    pub distinct_histories: usize,
+}
+
+/// Fit both models by maximum likelihood. None without customers.
+pub fn fit(histories: &[History]) -> Option<Fitted> {
+    if histories.is_empty() {
+        return None;
+    }
+    let compressed = Compressed::new(histories);
+    Some(Fitted {
+        bgnbd: compressed.fit(),
+        gamma_gamma: Spend::new(histories).fit(),
+        distinct_histories: compressed.distinct(),
+    })
+}
+
+/// The UTC day of an ISO date `YYYY-MM-DD` (config's `calibration_end`); None if it is not one.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let mut parts = text.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month[(m - 1) as usize] {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_days() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2023-01-01"), Some(1_672_531_200_000 / DAY_MS));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(parse_date("2023-1-01"), None);
+        assert_eq!(day_of(-1.0), -1);
+    }
+
+    #[test]
+    fn histories_count_days_from_the_first_purchase() {
+        let day = DAY_MS as f64;
+        // Three purchase days (the first on day 10), the last on day 24, calibration ends day 38;
+        // 90.00 spent in all.
+        let h = History::from_features(3.0, 10.0 * day + 5.0, 24.0 * day + 7.0, 9_000.0, 38, 100.0).unwrap();
+        assert_eq!(h, History { x: 2, tx_days: 14, t_days: 28, mean_value: 30.0, transactions: 3 });
+        assert_eq!((h.t_x(), h.t()), (2.0, 4.0));
+        assert_eq!(History::from_features(0.0, f64::NAN, f64::NAN, 0.0, 38, 100.0), None);
+        assert_eq!(History::from_features(1.0, 40.0 * day, 40.0 * day, 0.0, 38, 100.0), None);
+        assert!(History::from_features(1.0, 10.0 * day, 10.0 * day, 0.0, 38, 100.0).unwrap().mean_value.is_nan());
+        assert_eq!(History::from_summary(2.0, 2.0, 4.0, 30.0), Some(h));
+    }
+
+    #[test]
+    fn the_model_round_trips_through_bytes() {
+        let m = Model {
+            bgnbd: BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 },
+            gamma_gamma: Some(GammaGamma { p: 6.25, q: 3.74, gamma: 15.44 }),
+            end_day: 19_000,
+        };
+        assert_eq!(Model::decode(&m.encode()), Some(m));
+        let none = Model { gamma_gamma: None, ..m };
+        assert_eq!(Model::decode(&none.encode()), Some(none));
+        assert_eq!(Model::decode(b"clv1"), None);
+    }
+}
