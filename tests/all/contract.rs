@@ -652,6 +652,11 @@ fn a_timeline_pages_newest_first_and_stays_in_the_agent_scope() {
     let (status, body) =
         json_call("GET", &api(&format!("/customers/{id}/timeline?before=nonsense")), &owner, Value::Null);
     assert_eq!((status, body["field"].as_str()), (400, Some("before")), "{body}");
+    for route in ["timeline", "scores"] {
+        let url = api(&format!("/customers/{id}/{route}?limit=ten"));
+        let (status, body) = json_call("GET", &url, &owner, Value::Null);
+        assert_eq!((status, body["field"].as_str()), (400, Some("limit")), "{route}: {body}");
+    }
 
     let agent = key(&s, "acme", "agent", json!({"branch": "BKK"}));
     let (status, _) = json_call("GET", &api(&format!("/customers/{id}/timeline")), &agent, Value::Null);

@@ -263,7 +263,7 @@ fn op_text(op: Op) -> &'static str {
 
 fn value_text(l: &Literal) -> String {
     match l {
-        Literal::Text(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+        Literal::Text(s) => rapport::store::filter::quote(s),
         Literal::Number(n) => format!("{n}"),
         Literal::Bool(b) => b.to_string(),
         Literal::Time(ms) => {

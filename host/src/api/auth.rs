@@ -77,7 +77,7 @@ impl Scope {
     pub fn filter(&self) -> Option<String> {
         let mut clauses = Vec::new();
         if let Some(b) = &self.branch {
-            clauses.push(format!("branch = {}", serde_json::Value::String(b.clone())));
+            clauses.push(format!("branch = {}", crate::store::filter::quote(b)));
         }
         if let Some(d) = self.distributor {
             clauses.push(format!("distributor = {d}"));

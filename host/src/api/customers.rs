@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Caller, Role, Scope};
-use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, to_json};
+use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, query_number, to_json};
 use crate::model::{Customer, Entity, Id, Interaction, Origin};
 use crate::pipeline::{Outcome, Pipeline, Write};
 use crate::store::{ImportFormat, ImportKind, OrgStore};
@@ -76,12 +76,7 @@ async fn list_customers(
                 store.find_customer(source, ext)?.into_iter().filter(|c| scope.allows(c)).collect();
             return Ok(json!({ "items": items, "next_cursor": null }));
         }
-        let limit = match q.get("limit") {
-            Some(l) => l.parse().map_err(|_| {
-                ApiError::bad_request(format!("`limit` must be a number, got `{l}`")).with_field(Some("limit".into()))
-            })?,
-            None => 50,
-        };
+        let limit = query_number(&q, "limit")?.unwrap_or(50);
         let asked = q.get("filter").map_or("", String::as_str);
         let filter = match (asked.trim(), scope.filter()) {
             (asked, None) => asked.to_owned(),
@@ -294,11 +289,13 @@ async fn customer_scores(
     caller.require(&org, Role::ReadOnly)?;
     let scope = caller.scope();
     let customer = id(&customer)?;
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let limit = query_number(&q, "limit")?.unwrap_or(100);
     let body = blocking(&state, move |p| {
         let store = p.org(&org)?;
-        visible(&store, &scope, customer)?;
-        let profile = store.profile(customer, 1)?.ok_or_else(|| ApiError::not_found("customer does not exist"))?;
+        let profile = match store.profile(customer, 1)? {
+            Some(profile) if scope.allows(&profile.customer) => profile,
+            _ => return Err(ApiError::not_found(format!("customer {customer} does not exist"))),
+        };
         let history = store.score_history(customer, limit)?;
         Ok(json!({
             "scores": profile.scores, "labels": profile.labels, "explanations": profile.explanations,
@@ -325,12 +322,7 @@ async fn timeline(
     caller.require(&org, Role::ReadOnly)?;
     let scope = caller.scope();
     let customer = id(&customer)?;
-    let limit = match q.get("limit") {
-        Some(l) => l.parse::<u32>().map_err(|_| {
-            ApiError::bad_request(format!("`limit` must be a number, got `{l}`")).with_field(Some("limit".into()))
-        })?,
-        None => 50,
-    };
+    let limit: u32 = query_number(&q, "limit")?.unwrap_or(50);
     let (items, next) = blocking(&state, move |p| {
         let store = p.org(&org)?;
         visible(&store, &scope, customer)?;

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Caller, Role};
 use super::customers::written;
-use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, page, to_json};
+use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, page, query_number, to_json};
 use crate::model::{Branch, Distributor, Id, Origin};
 use crate::pipeline::Write;
 
@@ -33,15 +33,6 @@ pub(super) fn routes() -> OpenApiRouter<State> {
         .routes(routes!(list_segments))
         .routes(routes!(get_segment, save_segment, delete_segment))
         .routes(routes!(segment_customers))
-}
-
-fn number<T: std::str::FromStr>(q: &HashMap<String, String>, name: &str, default: T) -> Result<T, ApiError> {
-    match q.get(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            ApiError::bad_request(format!("`{name}` must be a number, got `{v}`")).with_field(Some(name.into()))
-        }),
-    }
 }
 
 /// The organization's branches.
@@ -115,8 +106,8 @@ async fn list_distributors(
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::ReadOnly)?;
-    let after: Id = number(&q, "cursor", 0)?;
-    let limit: u32 = number(&q, "limit", 100)?;
+    let after: Id = query_number(&q, "cursor")?.unwrap_or(0);
+    let limit: u32 = query_number(&q, "limit")?.unwrap_or(100);
     let sponsor = q.get("sponsor").map(|s| id(s)).transpose()?;
     let items = blocking(&state, move |p| Ok(p.org(&org)?.distributors(after, limit, sponsor)?)).await?;
     let next = (items.len() as u32 == limit.clamp(1, 1000)).then(|| items.last().map(|d| d.id.to_string())).flatten();
@@ -194,7 +185,7 @@ async fn downline(
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::ReadOnly)?;
     let d = id(&d)?;
-    let depth: u32 = number(&q, "depth", 10)?;
+    let depth: u32 = query_number(&q, "depth")?.unwrap_or(10);
     let items = blocking(&state, move |p| {
         let store = p.org(&org)?;
         store.distributor(d)?.ok_or_else(|| ApiError::not_found(format!("distributor {d} does not exist")))?;
@@ -333,7 +324,7 @@ async fn segment_customers(
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::Manager)?;
-    let limit: u32 = number(&q, "limit", 50)?;
+    let limit: u32 = query_number(&q, "limit")?.unwrap_or(50);
     let body = blocking(&state, move |p| {
         let store = p.org(&org)?;
         let s = store.segment(&name)?.ok_or_else(|| ApiError::not_found(format!("segment `{name}` does not exist")))?;

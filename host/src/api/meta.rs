@@ -25,7 +25,7 @@ pub(super) fn routes() -> OpenApiRouter<State> {
 #[utoipa::path(get, path = "/healthz", tag = "server", security(()),
     responses((status = 200, description = "`{\"status\": \"ok\"}`"), (status = 500, description = "The database does not answer")))]
 async fn healthz(Extract(state): Extract<State>) -> Result<Response, ApiError> {
-    blocking(&state, |p| Ok(p.store().orgs().map(|_| ())?)).await?;
+    blocking(&state, |p| Ok(p.store().ping()?)).await?;
     Ok(ok(json!({ "status": "ok" })))
 }
 

@@ -299,6 +299,20 @@ pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     })
 }
 
+/// A number from the query string, if given; a 400 naming the parameter when it is not one.
+pub(crate) fn query_number<T: std::str::FromStr>(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    q.get(name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                ApiError::bad_request(format!("`{name}` must be a number, got `{v}`")).with_field(Some(name.into()))
+            })
+        })
+        .transpose()
+}
+
 pub(crate) fn id(text: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request(format!("`{text}` is not an id (a positive integer)")))
 }

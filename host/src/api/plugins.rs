@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Caller, Role};
-use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, page, to_json};
+use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, page, query_number, to_json};
 use crate::model::Actor;
 use crate::pipeline::{Format, Pipeline, PipelineError, render};
 use crate::store::{FailureMode, PluginRow};
@@ -245,11 +245,7 @@ async fn logs(
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::Owner)?;
-    let before = q
-        .get("before")
-        .map(|b| b.parse::<i64>())
-        .transpose()
-        .map_err(|_| ApiError::bad_request("`before` must be a trace id").with_field(Some("before".into())))?;
+    let before: Option<i64> = query_number(&q, "before")?;
     let items = blocking(&state, move |p| Ok(p.traces(&org, &name, before, 200)?)).await?;
     let next = items.last().map(|t| t.id.to_string());
     Ok(page(&items, next))
@@ -433,11 +429,7 @@ async fn audit(
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::Manager)?;
-    let after = q
-        .get("cursor")
-        .map(|c| c.parse::<i64>())
-        .transpose()
-        .map_err(|_| ApiError::bad_request("invalid cursor").with_field(Some("cursor".into())))?;
+    let after: Option<i64> = query_number(&q, "cursor")?;
     let items = blocking(&state, move |p| Ok(p.org(&org)?.audit(after.unwrap_or(0), 200)?)).await?;
     let next = (items.len() == 200).then(|| items.last().map(|e| e.id.to_string())).flatten();
     Ok(page(&items, next))

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Caller, Role, new_token};
-use super::{ApiError, OrgPath, State, blocking, created, id, json_body, page, to_json};
+use super::{ApiError, OrgPath, State, blocking, created, id, json_body, page, query_number, to_json};
 use crate::store::EVENT_KINDS;
 
 /// Delivery log lines per page.
@@ -110,11 +110,7 @@ async fn deliveries(
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::Owner)?;
     let webhook = id(&webhook)? as i64;
-    let before = q
-        .get("cursor")
-        .map(|c| c.parse::<i64>())
-        .transpose()
-        .map_err(|_| ApiError::bad_request("`cursor` must be the `next_cursor` of a previous page"))?;
+    let before: Option<i64> = query_number(&q, "cursor")?;
     let items = blocking(&state, move |p| {
         p.org(&org)?
             .webhook_deliveries(webhook, before, LOG_PAGE)?

@@ -318,6 +318,11 @@ pub const MAX_DEPTH: usize = 32;
 ///
 /// Size and nesting are bounded (the parser and the SQL it produces recurse, and plugins can send
 /// filters): a filter past [`MAX_LENGTH`], [`MAX_CONDITIONS`] or [`MAX_DEPTH`] is an error.
+/// `text` as a string literal of the filter language (the escapes `parse` reads back).
+pub fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 pub fn parse(input: &str) -> Result<Filter, FilterError> {
     let length = input.chars().count();
     if length > MAX_LENGTH {
@@ -620,6 +625,16 @@ fn column(field: &Field, params: &mut Vec<Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_string_reads_back_as_itself() {
+        for text in [r#"BKK "north""#, r"back\slash", "it's", r#"\""#, ""] {
+            let f = parse(&format!("branch = {}", quote(text))).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut params = Vec::new();
+            to_sql(&f, &mut params);
+            assert_eq!(params, [Value::Text(text.to_owned())], "{text}");
+        }
+    }
 
     #[test]
     fn parses_precedence_and_types() {

@@ -139,6 +139,11 @@ impl Store {
         Ok(Store { pool, path, writer: Writer::default() })
     }
 
+    /// The database answers a query (health checks): one round trip, whatever it holds.
+    pub fn ping(&self) -> Result<()> {
+        Ok(self.pool.get()?.query_row("SELECT 1", [], |_| Ok(()))?)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
