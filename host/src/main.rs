@@ -12,9 +12,11 @@ use rapport::client::{Client, ClientError, read_json as answer_json, segment};
 use rapport::demo::DemoSpec;
 use rapport::fixture::Fixture;
 use rapport::model::Actor;
-use rapport::plugins::{Limits, Meter, Runtime, RuntimeConfig};
+use rapport::plugins::{Meter, Runtime, RuntimeConfig};
 use rapport::runner::{Run, RunError};
 use rapport::server::{ServeArgs, ServeConfig};
+
+mod scaffold;
 use rapport::store::{ImportFormat, ImportKind, ImportReport, OrgStore, Store, StoreError};
 
 #[derive(Parser)]
@@ -353,8 +355,35 @@ enum PluginCommand {
         #[arg(long, value_enum, default_value = "fuel")]
         meter: MeterArg,
     },
+    /// Start a plugin project: a template for the world in the language, ready to build.
+    ///
+    /// Writes NAME/ (or --dir) with the plugin's source, the build files and a README saying the
+    /// build command. JS and Python projects carry the contract's WIT; Rust ones point at the SDK.
+    New {
+        /// The plugin's name: lower-case letters, digits and hyphens (`churn-risk`).
+        name: String,
+        /// What it does: judge writes (policy), score customers (scorer) or build reports (reporter).
+        #[arg(long, value_enum)]
+        world: WorldArg,
+        /// The language of the project: Rust (the SDK), TypeScript (QuickJS) or Python.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
+        /// The project's directory [default: ./NAME]; it must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rapport's Rust SDK (`plugins/sdk`), for --lang rust [default: where this binary was built from].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     #[command(flatten)]
     Server(ServerPluginCommand),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WorldArg {
+    Policy,
+    Scorer,
+    Reporter,
 }
 
 /// `rapport plugin …` on a server: an organization's installed plugins.
@@ -445,6 +474,26 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Plugin { command: PluginCommand::Check { file, json } } => check(&file, json),
+        Command::Plugin { command: PluginCommand::New { name, world, lang, dir, sdk } } => {
+            let world = match world {
+                WorldArg::Policy => rapport::plugins::World::Policy,
+                WorldArg::Scorer => rapport::plugins::World::Scorer,
+                WorldArg::Reporter => rapport::plugins::World::Reporter,
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = sdk.unwrap_or_else(scaffold::default_sdk);
+            match scaffold::new_project(&name, world, lang, &dir, &sdk) {
+                Ok(written) => {
+                    println!("wrote a {} plugin project in {}:", world.name(), written.dir.display());
+                    for file in &written.files {
+                        println!("  {file}");
+                    }
+                    println!("build it: cd {} && {}", written.dir.display(), written.build);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_INPUT, e),
+            }
+        }
         Command::Org { command: OrgCommand::Create { slug, name, remote, .. } } if remote.url.is_some() => {
             finish(remote.client().expect("a url").and_then(|client| {
                 print(&client.json("POST", "/v1/orgs", &[], Some(&json!({ "slug": slug, "name": name })))?);
@@ -607,10 +656,7 @@ fn run(
             Some(path) => Fixture::load(path)?,
             None => Fixture::default(),
         };
-        let limits: Option<Limits> = match limits {
-            Some(path) => Some(serde_json::from_value(read_json(path, "limits")?).context("invalid limits")?),
-            None => None,
-        };
+        let limits = limits.map(|path| read_json(path, "limits")).transpose()?;
         let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         Ok((input, config, fixture, limits, bytes))
     })();
@@ -632,7 +678,7 @@ fn run(
             println!("{}", serde_json::to_string_pretty(&out).expect("run output serializes"));
             ExitCode::SUCCESS
         }
-        Err(e @ RunError::Input { .. }) => fail(EXIT_INPUT, e),
+        Err(e @ (RunError::Input { .. } | RunError::Limits { .. })) => fail(EXIT_INPUT, e),
         Err(RunError::Call(e)) => {
             for line in &e.trace.logs {
                 eprintln!("plugin log [{:?}] {}", line.level, line.message);

@@ -336,6 +336,44 @@ pub struct Denial {
     pub field: Option<String>,
 }
 
+impl Change {
+    /// Apply field patches to the change's `after` record. A field is a top-level field of the record
+    /// (`email`, `tags`) or `attributes.<key>`; ids and bookkeeping times cannot be patched. Shared
+    /// by the runtime (which refuses a decision whose patch cannot apply, naming the field) and the
+    /// pipeline (which applies it).
+    pub fn apply_patches(&mut self, patches: &[FieldPatch]) -> Result<(), String> {
+        let after = self.after.as_ref().ok_or("there is no record to patch (the change deletes it)")?;
+        let mut value = serde_json::to_value(after).map_err(|e| e.to_string())?;
+        let (kind, record) =
+            value.as_object_mut().and_then(|m| m.iter_mut().next()).ok_or("the record is not an object")?;
+        let kind = kind.clone();
+        let record = record.as_object_mut().ok_or("the record is not an object")?;
+        for p in patches {
+            match p.field.split_once('.') {
+                Some(("attributes", key)) if !key.is_empty() => {
+                    let attributes = record.entry("attributes").or_insert_with(|| Value::Object(Map::new()));
+                    attributes
+                        .as_object_mut()
+                        .ok_or("attributes are not an object")?
+                        .insert(key.to_owned(), p.value.clone());
+                }
+                _ if UNPATCHABLE_FIELDS.contains(&p.field.as_str()) => {
+                    return Err(format!("`{}` cannot be patched", p.field));
+                }
+                None if record.contains_key(&p.field) => {
+                    record.insert(p.field.clone(), p.value.clone());
+                }
+                _ => return Err(format!("a {kind} has no field `{}`", p.field)),
+            }
+        }
+        let patched: Entity =
+            serde_json::from_value(value).map_err(|e| format!("the patched {kind} is invalid: {e}"))?;
+        self.changed_fields = patched.changed_fields(self.before.as_ref());
+        self.after = Some(patched);
+        Ok(())
+    }
+}
+
 /// Fields no policy may patch: a record's identity and the host's bookkeeping. The runtime refuses
 /// a decision that names one (a `bad_output` failure of the plugin, in its metrics and trace), and
 /// the pipeline checks again when it applies a patch.

@@ -68,6 +68,8 @@ pub struct Totals {
 pub enum RunError {
     #[error("invalid input for a {world} plugin: {detail}")]
     Input { world: World, detail: String },
+    #[error("invalid limits for a {world} plugin: {detail}")]
+    Limits { world: World, detail: String },
     #[error(transparent)]
     Call(#[from] CallError),
 }
@@ -76,18 +78,22 @@ pub struct Run {
     pub plugin: Plugin,
     pub fixture: Arc<Fixture>,
     pub config: Value,
-    pub limits: Option<Limits>,
+    /// Limits to lay over the world's defaults (a JSON object of `Limits` keys); none for the
+    /// defaults.
+    pub limits: Option<Value>,
 }
 
 impl Run {
     pub fn run(&self, input: &Value) -> Result<RunOutput, RunError> {
         let world = self.plugin.world();
-        let ctx = CallContext::new(
-            self.fixture.clone(),
-            &self.config,
-            self.limits.clone().unwrap_or_else(|| Limits::for_world(world)),
-        );
         let bad_input = |e: serde_json::Error| RunError::Input { world, detail: e.to_string() };
+        let limits = match &self.limits {
+            Some(overrides) => {
+                Limits::overriding(world, overrides).map_err(|e| RunError::Limits { world, detail: e.to_string() })?
+            }
+            None => Limits::for_world(world),
+        };
+        let ctx = CallContext::new(self.fixture.clone(), &self.config, limits);
         let mut calls = Vec::new();
         let output = match world {
             World::Policy => {

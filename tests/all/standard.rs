@@ -286,8 +286,14 @@ fn clv_scores_with_configured_parameters_and_no_fit() {
     assert_eq!(score("expected_purchases")[0], BG.conditional_expected_purchases(39.0, 2.0, t_x, t));
     assert!((score("expected_purchases")[0] - 1.226).abs() < 2e-3);
     assert_eq!(score("expected_value")[0], GG.conditional_expected_value(3.0, 20.5));
+    // The lifetime value over the 39 weeks: ≈ 1.226 purchases of ≈ 22.38 each.
+    assert_eq!(
+        score("value")[0],
+        BG.conditional_expected_purchases(39.0, 2.0, t_x, t) * GG.conditional_expected_value(3.0, 20.5)
+    );
+    assert!((score("value")[0] - 27.4).abs() < 0.1, "{}", score("value")[0]);
     assert_eq!((score("frequency")[0], score("mean_value")[0]), (2.0, 20.5));
-    for name in ["p_alive", "expected_purchases", "expected_value", "frequency"] {
+    for name in ["p_alive", "expected_purchases", "expected_value", "value", "frequency"] {
         assert!(score(name)[1].is_nan(), "no purchases, no {name}");
     }
 }

@@ -8,6 +8,10 @@
 //! top-level crates of `plugins/` (the standard plugins, e.g. `plugins/clv`) whose manifest
 //! carries a `[package.metadata.rapport]` table; other top-level crates (the SDK, libraries such
 //! as `clv-model`) are not plugins.
+//!
+//! Plugins in other languages are built too, with the tools `make setup` installs: the
+//! TypeScript policy of `plugins/js` (npm's componentize-qjs) and the Python scorer of
+//! `plugins/python` (PyPI's componentize-py, into the `target/py` venv).
 
 use std::env;
 use std::fmt::Write as _;
@@ -53,6 +57,17 @@ fn main() {
             all.push((package, ident));
         }
     }
+    for (package, ident, wasm) in other_languages(root, &target) {
+        writeln!(out, "pub const {ident}: &str = {:?};", wasm.display().to_string()).unwrap();
+        all.push((package.to_owned(), ident.to_owned()));
+    }
+    writeln!(out, "/// A JS policy built with QuickJS's WASI imports kept: Rapport must refuse it.").unwrap();
+    writeln!(
+        out,
+        "pub const JS_WITH_WASI: &str = {:?};",
+        target.join("js/data_quality_with_wasi.wasm").display().to_string()
+    )
+    .unwrap();
     writeln!(out, "/// Every plugin: (package name, path).").unwrap();
     writeln!(out, "pub const ALL: &[(&str, &str)] = &[").unwrap();
     for (package, ident) in all {
@@ -106,4 +121,97 @@ fn build(plugins: &Path, target: &Path, package: &str) {
         status.success(),
         "building plugin {package} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
     );
+}
+
+/// The TypeScript and Python plugins: (name in `ALL`, constant, component). Each is rebuilt only
+/// when its sources changed (a stamp of their contents beside the component): the Python build
+/// takes half a minute and this script reruns whenever any Rust plugin changes.
+fn other_languages(root: &Path, target: &Path) -> Vec<(&'static str, &'static str, PathBuf)> {
+    let js = root.join("plugins/js");
+    let python = root.join("plugins/python");
+    let wit = root.join("wit/v0.1.0");
+    let venv = root.join("target/py/bin");
+    for watched in ["src", "sdk", "scripts", "package-lock.json", "tsconfig.json", "config.schema.json"] {
+        println!("cargo:rerun-if-changed={}", js.join(watched).display());
+    }
+    for watched in ["engagement", "sdk", "tools"] {
+        println!("cargo:rerun-if-changed={}", python.join(watched).display());
+    }
+    let setup = "run `make setup` (it runs `npm ci` in plugins/js and installs componentize-py into target/py)";
+    for tool in [js.join("node_modules/.bin/componentize-qjs"), venv.join("componentize-py"), venv.join("wasm-tools")] {
+        assert!(tool.exists(), "{} is missing: {setup}", tool.display());
+    }
+
+    let js_policy = target.join("js/data_quality.wasm");
+    let js_with_wasi = target.join("js/data_quality_with_wasi.wasm");
+    let js_inputs = [
+        js.join("src"),
+        js.join("sdk"),
+        js.join("scripts"),
+        js.join("package-lock.json"),
+        js.join("config.schema.json"),
+        wit.clone(),
+    ];
+    for (out, extra) in [(&js_policy, None), (&js_with_wasi, Some("--with-wasi"))] {
+        fresh_or_build(out, &js_inputs, || {
+            let mut node = Command::new("node");
+            node.current_dir(&js).args(["scripts/build.mjs", "--wit"]).arg(&wit);
+            node.args(["--world", "policy", "--entry", "src/data-quality.ts", "--config-schema", "config.schema.json"]);
+            node.arg("--out").arg(out);
+            node.args(extra);
+            node
+        });
+    }
+
+    let py_scorer = target.join("python/engagement.wasm");
+    let py_inputs = [python.join("engagement"), python.join("sdk"), python.join("tools"), wit.clone()];
+    fresh_or_build(&py_scorer, &py_inputs, || {
+        let mut py = Command::new(venv.join("python"));
+        py.arg(python.join("tools/build.py")).arg("--wit").arg(&wit);
+        py.args(["--world", "scorer", "--app", "app", "-p"]).arg(python.join("engagement"));
+        py.arg("-p").arg(python.join("sdk")).arg("--out").arg(&py_scorer);
+        py.arg("--config-schema").arg(python.join("engagement/config.schema.json"));
+        py
+    });
+
+    vec![("js-data-quality", "JS_DATA_QUALITY", js_policy), ("py-engagement", "PY_ENGAGEMENT", py_scorer)]
+}
+
+/// Runs `command` unless `out` was built by the same command from exactly these inputs' contents.
+fn fresh_or_build(out: &Path, inputs: &[PathBuf], command: impl FnOnce() -> Command) {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut command = command();
+    let mut files = Vec::new();
+    for input in inputs {
+        collect_files(input, &mut files);
+    }
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    hasher.write(format!("{command:?}").as_bytes());
+    for file in &files {
+        hasher.write(file.to_string_lossy().as_bytes());
+        hasher.write(&std::fs::read(file).unwrap_or_default());
+    }
+    let stamp = format!("{:016x}", hasher.finish());
+    let stamp_file = out.with_extension("wasm.stamp");
+    if out.exists() && std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
+        return;
+    }
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run {command:?}: {e} (run `make setup`)"));
+    assert!(status.success(), "building {} failed: {command:?}", out.display());
+    std::fs::write(stamp_file, stamp).unwrap();
+}
+
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            let entry = entry.unwrap().path();
+            let name = entry.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name != "__pycache__" && name != "node_modules" {
+                collect_files(&entry, files);
+            }
+        }
+    } else if path.is_file() {
+        files.push(path.to_owned());
+    }
 }

@@ -86,10 +86,11 @@ pub fn inspect(engine: &Engine, component: &Component, hash: [u8; 32]) -> Result
         ["after", "before"] => World::Policy,
         ["describe", "fit", "score"] => World::Scorer,
         ["run"] => World::Reporter,
-        [] => return Err(AdmissionError::UnknownWorld { exports: "nothing".into() }),
+        [] => return Err(AdmissionError::UnknownWorld { exports: "nothing".into(), missing: String::new() }),
         names => {
             return Err(AdmissionError::UnknownWorld {
                 exports: names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                missing: missing_exports(names),
             });
         }
     };
@@ -125,6 +126,35 @@ pub fn inspect(engine: &Engine, component: &Component, hash: [u8; 32]) -> Result
         });
     }
     Ok(Inspection { sha256: hex::encode(hash), world, version, imports, exports, config_schema: None })
+}
+
+/// The exports of each world, to tell an author who forgot one which it is.
+const WORLD_EXPORTS: [(World, &[&str]); 3] = [
+    (World::Policy, &["before", "after"]),
+    (World::Scorer, &["describe", "fit", "score"]),
+    (World::Reporter, &["run"]),
+];
+
+/// " — a policy also needs `after`" for a component that has some of one world's exports (the
+/// world it shares most with), or empty when it has none of any.
+fn missing_exports(exports: &[&str]) -> String {
+    let shared = |names: &[&str]| names.iter().filter(|n| exports.contains(n)).count();
+    let Some((world, names)) =
+        WORLD_EXPORTS.iter().filter(|(_, names)| shared(names) > 0).max_by_key(|(_, names)| shared(names))
+    else {
+        return String::new();
+    };
+    let lacking: Vec<String> = names.iter().filter(|n| !exports.contains(n)).map(|n| format!("`{n}`")).collect();
+    let extra: Vec<String> = exports.iter().filter(|e| !names.contains(e)).map(|e| format!("`{e}`")).collect();
+    let mut said = String::new();
+    if !lacking.is_empty() {
+        said.push_str(&format!(" — a {world} also needs {}", lacking.join(" and ")));
+    }
+    if !extra.is_empty() {
+        let joiner = if lacking.is_empty() { " — " } else { ", and " };
+        said.push_str(&format!("{joiner}a {world} exports nothing else (remove {})", extra.join(", ")));
+    }
+    said
 }
 
 fn parse_version(v: &str) -> Option<(u64, u64, u64)> {

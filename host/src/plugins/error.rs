@@ -7,10 +7,16 @@ use super::Trace;
 
 /// A plugin call that did not produce a usable result. The host keeps serving: the error is for
 /// this call only.
+///
+/// Its message is what an author reads (in `rapport plugin run`, the execution trace, the API's
+/// 422): it names the plugin, the export that was running, what went wrong and, for a limit, the
+/// limit's name and value and how to try another one.
 #[derive(Debug, thiserror::Error)]
-#[error("plugin `{plugin}` {failure}")]
+#[error("plugin `{plugin}` {}", failure.explain(Some(export)))]
 pub struct CallError {
     pub plugin: String,
+    /// The export that was called (`before`, `score`, `run`, ...).
+    pub export: &'static str,
     pub failure: Failure,
     /// What the call did before it failed (duration, fuel, log lines). Boxed: errors travel
     /// through `Result`s on the hot path and should stay small.
@@ -18,34 +24,108 @@ pub struct CallError {
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", self.explain(None))]
 pub enum Failure {
-    #[error("ran past its CPU limit of {limit} and was stopped (an endless loop, or work too big for one call)")]
-    Cpu { limit: String },
-    #[error("hit its memory limit of {limit_mib} MiB (it asked for {requested_mib} MiB)")]
-    Memory { limit_mib: usize, requested_mib: usize },
-    #[error("hit its table limit of {limit} elements")]
-    Table { limit: usize },
-    #[error("overflowed its stack (limit {limit_kib} KiB): recursion too deep or endless")]
-    Stack { limit_kib: usize },
-    #[error("made more than {limit} host calls in one call (store queries, log lines and config reads count)")]
-    HostCalls { limit: u32 },
-    #[error("returned {size} bytes, over its output limit of {limit} bytes")]
-    Output { size: usize, limit: usize },
-    #[error("trapped: {message}")]
-    Trap { message: String },
-    #[error("returned an invalid value from `{export}`: {detail}")]
-    BadOutput { export: &'static str, detail: String },
-    #[error("reported an error: {0}")]
+    /// `limit` is the value as the author set it ("500000000 fuel", "100 ms"); `setting` the key
+    /// of the limits that holds it (`fuel` under `plugin run`, `cpu_time` on a server).
+    Cpu {
+        limit: String,
+        setting: &'static str,
+    },
+    Memory {
+        limit_mib: usize,
+        requested_mib: usize,
+    },
+    Table {
+        limit: usize,
+    },
+    Stack {
+        limit_kib: usize,
+    },
+    HostCalls {
+        limit: u32,
+    },
+    Output {
+        size: usize,
+        limit: usize,
+    },
+    Trap {
+        message: String,
+    },
+    BadOutput {
+        export: &'static str,
+        detail: String,
+    },
     Plugin(PluginFailure),
-    #[error("created more instances, memories or tables than allowed ({detail})")]
-    Instances { detail: String },
-    #[error("is a {actual} plugin; it has no `{export}` export (that belongs to {expected} plugins)")]
-    WrongWorld { actual: &'static str, expected: &'static str, export: &'static str },
-    #[error("failed in the host: {message}")]
-    Host { message: String },
+    Instances {
+        detail: String,
+    },
+    WrongWorld {
+        actual: &'static str,
+        expected: &'static str,
+        export: &'static str,
+    },
+    Host {
+        message: String,
+    },
+}
+
+/// How to try a limit of another value: the only knob an author has today is the local runner;
+/// a server applies the host's limits for the plugin's world.
+fn raise(setting: &str) -> String {
+    format!(
+        "the `{setting}` limit: `rapport plugin run --limits LIMITS.json` tries another value locally; a server \
+         applies its per-world limits"
+    )
 }
 
 impl Failure {
+    /// The sentence after "plugin `name` ": what went wrong, in which export when it is known,
+    /// and what to change.
+    pub fn explain(&self, export: Option<&str>) -> String {
+        let during = export.map(|e| format!(" in `{e}`")).unwrap_or_default();
+        match self {
+            Failure::Cpu { limit, setting } => format!(
+                "ran past its CPU limit of {limit}{during} and was stopped: an endless loop, or work too big for one \
+                 call ({})",
+                raise(setting)
+            ),
+            Failure::Memory { limit_mib, requested_mib } => format!(
+                "hit its memory limit of {limit_mib} MiB{during} (it asked for {requested_mib} MiB; {})",
+                raise("memory_bytes")
+            ),
+            Failure::Table { limit } => {
+                format!("hit its table limit of {limit} elements{during} ({})", raise("table_elements"))
+            }
+            Failure::Stack { limit_kib } => format!(
+                "overflowed its stack (limit {limit_kib} KiB){during}: recursion too deep or endless (the wasm stack \
+                 is the same for every plugin and cannot be raised: turn deep recursion into a loop)"
+            ),
+            Failure::HostCalls { limit } => format!(
+                "made more than {limit} host calls{during} (store queries, log lines and config reads count: read \
+                 pages of up to 500, let `store.aggregate` summarize, read the config once; {})",
+                raise("host_calls")
+            ),
+            Failure::Output { size, limit } => format!(
+                "returned {size} bytes{during}, over its output limit of {limit} bytes (strings count their bytes, \
+                 numbers 8 each; {})",
+                raise("output_bytes")
+            ),
+            Failure::Trap { message } => format!("trapped{during}: {message}"),
+            Failure::BadOutput { export, detail } => format!("returned an invalid value from `{export}`: {detail}"),
+            Failure::Plugin(failure) => format!("reported an error{during}: {failure}"),
+            Failure::Instances { detail } => format!(
+                "created more instances, memories or tables than allowed{during} ({detail}; the `instances`, \
+                 `memories` and `tables` limits: `rapport plugin run --limits LIMITS.json` tries other values \
+                 locally)"
+            ),
+            Failure::WrongWorld { actual, expected, export } => {
+                format!("is a {actual} plugin; it has no `{export}` export (that belongs to {expected} plugins)")
+            }
+            Failure::Host { message } => format!("failed in the host{during}: {message}"),
+        }
+    }
+
     /// A short stable label: `cpu`, `memory`, `stack`, ... (metrics, trace, tests).
     pub fn code(&self) -> &'static str {
         match self {
@@ -92,10 +172,15 @@ pub enum AdmissionError {
     #[error("invalid WebAssembly: {0}")]
     Invalid(String),
     #[error(
-        "does not implement a Rapport world: it exports {exports}; a plugin exports `before` and `after` (policy), \
-         `describe`, `fit` and `score` (scorer), or `run` (reporter)"
+        "does not implement a Rapport world: it exports {exports}{missing}; a plugin exports `before` and `after` \
+         (policy), `describe`, `fit` and `score` (scorer), or `run` (reporter)"
     )]
-    UnknownWorld { exports: String },
+    UnknownWorld {
+        exports: String,
+        /// What the world it comes closest to also needs (" — a policy also needs `after`"), or
+        /// empty when its exports match no world at all.
+        missing: String,
+    },
     #[error(
         "implements the {world} world but never names the contract `rapport:plugin/types`, so its version is unknown"
     )]

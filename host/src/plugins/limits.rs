@@ -34,6 +34,19 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The world's defaults with the keys of `overrides` (a JSON object, e.g. `rapport plugin run
+    /// --limits`) laid over them: a key left out keeps the plugin's own world's default, not
+    /// another world's. An unknown key is an error naming the keys there are.
+    pub fn overriding(world: World, overrides: &serde_json::Value) -> Result<Limits, serde_json::Error> {
+        let mut merged = serde_json::to_value(Limits::for_world(world))?;
+        if let (Some(base), Some(given)) = (merged.as_object_mut(), overrides.as_object()) {
+            base.extend(given.iter().map(|(k, v)| (k.clone(), v.clone())));
+            return serde_json::from_value(merged);
+        }
+        // Not an object: let serde say so in its own words.
+        serde_json::from_value(overrides.clone())
+    }
+
     pub fn for_world(world: World) -> Limits {
         let base = Limits {
             cpu_time: Duration::from_millis(100),

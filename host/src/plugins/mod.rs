@@ -99,7 +99,9 @@ impl Default for RuntimeConfig {
 /// sit around its first 1.2 MiB).
 const KEEP_RESIDENT: usize = 2 << 20;
 
-const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// componentize-py's components (Python plugins) instantiate 38 core modules: CPython, its libc,
+/// the bindings and the trapping WASI stubs.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 8;
 
@@ -333,19 +335,19 @@ impl Plugin {
     }
 
     pub fn before(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<model::Decision>, CallError> {
-        self.call(ctx, |live, store| match live {
+        self.call(ctx, "before", |live, store| match live {
             Live::V0_1(l) => l.before(store, change),
         })
     }
 
     pub fn after(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<Vec<model::Action>>, CallError> {
-        self.call(ctx, |live, store| match live {
+        self.call(ctx, "after", |live, store| match live {
             Live::V0_1(l) => l.after(store, change),
         })
     }
 
     pub fn run_report(&self, ctx: &CallContext, params: &Value) -> Result<Called<model::Report>, CallError> {
-        self.call(ctx, |live, store| match live {
+        self.call(ctx, "run", |live, store| match live {
             Live::V0_1(l) => l.run(store, params),
         })
     }
@@ -355,7 +357,7 @@ impl Plugin {
     /// instance's. A rescore serves one organization with one config, so nothing crosses
     /// organizations, and the instance's heap stays warm instead of faulting in per batch.
     pub fn session(&self, ctx: &CallContext) -> Session<'_> {
-        Session { plugin: self, ctx: ctx.clone(), live: None, _slot: self.rt.permits.acquire() }
+        Session { plugin: self, ctx: ctx.clone(), live: None, spec: None, _slot: self.rt.permits.acquire() }
     }
 
     fn new_store(&self, ctx: &CallContext) -> Store<State> {
@@ -374,11 +376,12 @@ impl Plugin {
     fn call<T: Weigh>(
         &self,
         ctx: &CallContext,
+        export: &'static str,
         f: impl FnOnce(&Live, &mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
     ) -> Result<Called<T>, CallError> {
         let _slot = self.rt.permits.acquire();
         let mut store = self.new_store(ctx);
-        self.metered(&mut store, &ctx.limits, |store| {
+        self.metered(&mut store, &ctx.limits, export, |store| {
             let live = self.instantiate(store)?;
             f(&live, store)
         })
@@ -389,6 +392,7 @@ impl Plugin {
         &self,
         store: &mut Store<State>,
         limits: &Limits,
+        export: &'static str,
         f: impl FnOnce(&mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
     ) -> Result<Called<T>, CallError> {
         let meter = self.rt.meter;
@@ -438,7 +442,7 @@ impl Plugin {
             Err(error) => classify(error, state, &trace, limits, meter),
         };
         crate::metrics::plugin_call(&self.name, failure.code(), duration, fuel);
-        Err(CallError { plugin: self.name.clone(), failure, trace: Box::new(trace) })
+        Err(CallError { plugin: self.name.clone(), export, failure, trace: Box::new(trace) })
     }
 }
 
@@ -449,44 +453,54 @@ pub struct Session<'p> {
     plugin: &'p Plugin,
     ctx: CallContext,
     live: Option<(Store<State>, Live)>,
+    /// What `describe` declared, so that `score` columns can be held to it.
+    spec: Option<model::ScorerSpec>,
     _slot: permits::Permit<'p>,
 }
 
 impl Session<'_> {
     pub fn describe(&mut self) -> Result<Called<model::ScorerSpec>, CallError> {
-        self.call(|live, store| match live {
+        let described = self.call("describe", |live, store| match live {
             Live::V0_1(l) => l.describe(store),
-        })
+        });
+        if let Ok(called) = &described {
+            self.spec = Some(called.value.clone());
+        }
+        described
     }
 
     /// Batches are taken by value: they are moved into the call, not copied.
     pub fn fit(&mut self, population: model::FeatureBatch) -> Result<Called<Vec<u8>>, CallError> {
-        self.call(|live, store| match live {
+        self.call("fit", |live, store| match live {
             Live::V0_1(l) => l.fit(store, population),
         })
     }
 
+    /// After a `describe` in this session, a column named after no score or label it declared is
+    /// refused (it could never be read back by that name).
     pub fn score(&mut self, batch: model::FeatureBatch, model: &[u8]) -> Result<Called<model::ScoreBatch>, CallError> {
-        self.call(|live, store| match live {
-            Live::V0_1(l) => l.score(store, batch, model),
+        let spec = self.spec.clone();
+        self.call("score", |live, store| match live {
+            Live::V0_1(l) => l.score(store, batch, model, spec.as_ref()),
         })
     }
 
     fn call<T: Weigh>(
         &mut self,
+        export: &'static str,
         f: impl FnOnce(&Live, &mut Store<State>) -> wasmtime::Result<Result<T, Failure>>,
     ) -> Result<Called<T>, CallError> {
         let plugin = self.plugin;
         let result = match self.live.take() {
             Some((mut store, live)) => {
-                let result = plugin.metered(&mut store, &self.ctx.limits, |store| f(&live, store));
+                let result = plugin.metered(&mut store, &self.ctx.limits, export, |store| f(&live, store));
                 self.live = Some((store, live));
                 result
             }
             None => {
                 let mut store = plugin.new_store(&self.ctx);
                 let mut live = None;
-                let result = plugin.metered(&mut store, &self.ctx.limits, |store| {
+                let result = plugin.metered(&mut store, &self.ctx.limits, export, |store| {
                     let instance = live.insert(plugin.instantiate(store)?);
                     f(instance, store)
                 });
@@ -519,7 +533,10 @@ fn classify(error: wasmtime::Error, state: &State, trace: &Trace, limits: &Limit
         return Failure::Host { message: data_error.to_string() };
     }
     if error.is::<HostCallDeadline>() {
-        return Failure::Cpu { limit: format!("{} ms (reached during a host call)", limits.cpu_time.as_millis()) };
+        return Failure::Cpu {
+            limit: format!("{} ms (reached during a host call)", limits.cpu_time.as_millis()),
+            setting: "cpu_time",
+        };
     }
     let trap = error.downcast_ref::<Trap>();
     // A CPU or stack trap is what stopped the call, even if a memory request was refused earlier
@@ -537,11 +554,9 @@ fn classify(error: wasmtime::Error, state: &State, trace: &Trace, limits: &Limit
         }
     }
     match trap {
-        Some(Trap::OutOfFuel) | Some(Trap::Interrupt) => Failure::Cpu {
-            limit: match meter {
-                Meter::Fuel => format!("{} fuel", limits.fuel),
-                Meter::Epoch => format!("{} ms", limits.cpu_time.as_millis()),
-            },
+        Some(Trap::OutOfFuel) | Some(Trap::Interrupt) => match meter {
+            Meter::Fuel => Failure::Cpu { limit: format!("{} fuel", limits.fuel), setting: "fuel" },
+            Meter::Epoch => Failure::Cpu { limit: format!("{} ms", limits.cpu_time.as_millis()), setting: "cpu_time" },
         },
         Some(Trap::StackOverflow) => Failure::Stack { limit_kib: MAX_WASM_STACK >> 10 },
         Some(trap) => {

@@ -124,7 +124,7 @@ impl Live {
             Err(f) => return Ok(Err(f)),
         };
         let out = policy.call_before(store, &change_to_wit(change))?;
-        Ok(out.map_err(plugin_failure).and_then(decision_from_wit))
+        Ok(out.map_err(plugin_failure).and_then(decision_from_wit).and_then(|d| patches_apply(change, d)))
     }
 
     pub fn after(&self, store: &mut Store<State>, change: &model::Change) -> Outcome<Vec<model::Action>> {
@@ -133,7 +133,9 @@ impl Live {
             Err(f) => return Ok(Err(f)),
         };
         let out = policy.call_after(store, &change_to_wit(change))?;
-        Ok(out.map_err(plugin_failure).and_then(|actions| actions.into_iter().map(action_from_wit).collect()))
+        Ok(out
+            .map_err(plugin_failure)
+            .and_then(|actions| actions.into_iter().enumerate().map(|(i, a)| action_from_wit(i, a)).collect()))
     }
 
     pub fn describe(&self, store: &mut Store<State>) -> Outcome<model::ScorerSpec> {
@@ -154,19 +156,27 @@ impl Live {
         Ok(out.map_err(plugin_failure))
     }
 
+    /// `declared`: what this instance's `describe` returned, when the session asked it.
     pub fn score(
         &self,
         store: &mut Store<State>,
         batch: model::FeatureBatch,
         model: &[u8],
+        declared: Option<&model::ScorerSpec>,
     ) -> Outcome<model::ScoreBatch> {
         let scorer = match self.scorer("score") {
             Ok(s) => s,
             Err(f) => return Ok(Err(f)),
         };
-        let len = batch.ids.len();
+        // Kept to name the customer in an error: the batch itself is moved into the call.
+        let ids = batch.ids.clone();
         let out = scorer.call_score(store, &batch_to_wit(batch), model)?;
-        Ok(out.map_err(plugin_failure).and_then(|s| scores_from_wit(s, len)))
+        Ok(out.map_err(plugin_failure).and_then(|s| {
+            if let Some(spec) = declared {
+                names_declared(&s, spec)?;
+            }
+            scores_from_wit(s, &ids)
+        }))
     }
 
     pub fn run(&self, store: &mut Store<State>, params: &Value) -> Outcome<model::Report> {
@@ -504,7 +514,24 @@ fn decision_from_wit(d: wit::Decision) -> Result<model::Decision, Failure> {
     })
 }
 
-fn action_from_wit(a: wit::Action) -> Result<model::Action, Failure> {
+/// A patch the record cannot take (a field the record does not have, a value of the wrong type,
+/// a patch of a deleted record) is refused here, with the field, by the same code the pipeline
+/// applies it with: `rapport plugin run` then refuses what a server would, instead of printing a
+/// decision that fails only once installed.
+fn patches_apply(change: &model::Change, d: model::Decision) -> Result<model::Decision, Failure> {
+    if let model::Decision::Patch { patches } = &d {
+        let mut patched = change.clone();
+        for p in patches {
+            patched
+                .apply_patches(std::slice::from_ref(p))
+                .map_err(|e| bad("before", format!("the patch of field `{}` cannot be applied: {e}", p.field)))?;
+        }
+    }
+    Ok(d)
+}
+
+/// `index` is the action's position in the returned list, for the error.
+fn action_from_wit(index: usize, a: wit::Action) -> Result<model::Action, Failure> {
     Ok(match a {
         wit::Action::AddTag((customer, tag)) => model::Action::AddTag { customer, tag },
         wit::Action::OpenTask(t) => model::Action::OpenTask(model::Task {
@@ -519,7 +546,7 @@ fn action_from_wit(a: wit::Action) -> Result<model::Action, Failure> {
             customer: m.customer,
             channel: m.channel,
             template: m.template,
-            variables: json_object("after", "a queued message's `variables`", &m.variables)?,
+            variables: json_object("after", &format!("action {index} (queue-message): `variables`"), &m.variables)?,
         }),
         wit::Action::Assign(a) => model::Action::Assign(model::Assignment {
             customer: a.customer,
@@ -589,33 +616,103 @@ fn is_score_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-fn scores_from_wit(s: wit::ScoreBatch, len: usize) -> Result<model::ScoreBatch, Failure> {
+/// Scores and labels are stored and filtered by the names `describe` declared (`score.<plugin>.
+/// <name>`): a column under another name is most likely a typo, and would be stored where nobody
+/// looks. Explanations go with a score or a label.
+fn names_declared(s: &wit::ScoreBatch, spec: &model::ScorerSpec) -> Result<(), Failure> {
+    let list = |names: &mut dyn Iterator<Item = &String>| {
+        let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+        if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+    };
+    let scores = || spec.scores.iter().map(|d| &d.name);
+    for c in &s.scores {
+        if !scores().any(|n| n == &c.name) {
+            return Err(bad(
+                "score",
+                format!(
+                    "score column `{}` is not a score `describe` declared (it declares {}): name each column after a \
+                     `score-def`",
+                    c.name,
+                    list(&mut scores())
+                ),
+            ));
+        }
+    }
+    for c in &s.labels {
+        if !spec.labels.contains(&c.name) {
+            return Err(bad(
+                "score",
+                format!(
+                    "label column `{}` is not a label `describe` declared (it declares {})",
+                    c.name,
+                    list(&mut spec.labels.iter())
+                ),
+            ));
+        }
+    }
+    for c in &s.explanations {
+        if !scores().chain(&spec.labels).any(|n| n == &c.name) {
+            return Err(bad(
+                "score",
+                format!(
+                    "explanation `{}` is for no score or label `describe` declared (it declares {}): name it after \
+                     the score or label it explains",
+                    c.name,
+                    list(&mut scores().chain(&spec.labels))
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Columns are by position, so a column of the wrong length would give customers each other's
+/// scores: refused, like a value no filter could compare.
+fn scores_from_wit(s: wit::ScoreBatch, ids: &[u64]) -> Result<model::ScoreBatch, Failure> {
+    let len = ids.len();
+    const BY_POSITION: &str = "one value per customer of the batch, in the order of `batch.ids`";
     for c in &s.scores {
         if c.values.len() != len {
             return Err(bad(
                 "score",
-                format!("score column `{}` has {} values for a batch of {len} customers", c.name, c.values.len()),
+                format!(
+                    "score column `{}` has {} values for a batch of {len} customers ({BY_POSITION}; NaN for no score)",
+                    c.name,
+                    c.values.len()
+                ),
             ));
         }
         if let Some(i) = c.values.iter().position(|v| v.is_infinite()) {
-            return Err(bad("score", format!("score `{}` is infinite for the customer at position {i}", c.name)));
+            return Err(bad(
+                "score",
+                format!(
+                    "score `{}` is infinite for the customer at position {i} (id {}); return NaN for no score",
+                    c.name, ids[i]
+                ),
+            ));
         }
     }
     for c in &s.labels {
         if c.codes.len() != len {
             return Err(bad(
                 "score",
-                format!("label `{}` has {} codes for a batch of {len} customers", c.name, c.codes.len()),
+                format!(
+                    "label `{}` has {} codes for a batch of {len} customers ({BY_POSITION})",
+                    c.name,
+                    c.codes.len()
+                ),
             ));
         }
         if let Some(i) = c.codes.iter().position(|&code| code as usize >= c.categories.len()) {
             return Err(bad(
                 "score",
                 format!(
-                    "label `{}` has code {} at position {i}, but only {} categories",
+                    "label `{}` has code {} at position {i}, but only {} categories (customer id {}; a code is an \
+                     index into `categories`)",
                     c.name,
                     c.codes[i],
-                    c.categories.len()
+                    c.categories.len(),
+                    ids[i]
                 ),
             ));
         }
@@ -624,7 +721,11 @@ fn scores_from_wit(s: wit::ScoreBatch, len: usize) -> Result<model::ScoreBatch, 
         if c.values.len() != len {
             return Err(bad(
                 "score",
-                format!("explanation `{}` has {} values for a batch of {len} customers", c.name, c.values.len()),
+                format!(
+                    "explanation `{}` has {} values for a batch of {len} customers ({BY_POSITION}; empty text for none)",
+                    c.name,
+                    c.values.len()
+                ),
             ));
         }
     }
@@ -643,10 +744,83 @@ fn scores_from_wit(s: wit::ScoreBatch, len: usize) -> Result<model::ScoreBatch, 
     })
 }
 
+/// Which cells a column of each type holds. Renderers and CSV consumers read a column by its
+/// declared type, so text in a money column would reach them as a number that is not one.
+/// Integers widen to numbers, and a timestamp or money column takes plain integers too.
+fn cell_fits(cell: &wit::Cell, ty: wit::ColumnType) -> bool {
+    use wit::{Cell as C, ColumnType as T};
+    matches!(
+        (cell, ty),
+        (C::Null, _)
+            | (C::Text(_), T::Text)
+            | (C::Integer(_), T::Integer | T::Number | T::Timestamp | T::Money)
+            | (C::Number(_), T::Number)
+            | (C::Boolean(_), T::Boolean)
+            | (C::Timestamp(_), T::Timestamp)
+    )
+}
+
+fn cell_kind(cell: &wit::Cell) -> &'static str {
+    match cell {
+        wit::Cell::Null => "null",
+        wit::Cell::Text(_) => "text",
+        wit::Cell::Integer(_) => "integer",
+        wit::Cell::Number(_) => "number",
+        wit::Cell::Boolean(_) => "boolean",
+        wit::Cell::Timestamp(_) => "timestamp",
+    }
+}
+
+fn column_type_name(ty: wit::ColumnType) -> &'static str {
+    match ty {
+        wit::ColumnType::Text => "text",
+        wit::ColumnType::Integer => "integer",
+        wit::ColumnType::Number => "number",
+        wit::ColumnType::Boolean => "boolean",
+        wit::ColumnType::Timestamp => "timestamp",
+        wit::ColumnType::Money => "money",
+    }
+}
+
+fn accepted_cells(ty: wit::ColumnType) -> &'static str {
+    match ty {
+        wit::ColumnType::Text => "text cells",
+        wit::ColumnType::Integer => "integer cells",
+        wit::ColumnType::Number => "number or integer cells",
+        wit::ColumnType::Boolean => "boolean cells",
+        wit::ColumnType::Timestamp => "timestamp or integer cells (unix milliseconds)",
+        wit::ColumnType::Money => "integer cells (minor units; the currency in a text column)",
+    }
+}
+
 fn report_from_wit(r: wit::Report) -> Result<model::Report, Failure> {
     let width = r.columns.len();
     if let Some(i) = r.rows.iter().position(|row| row.len() != width) {
-        return Err(bad("run", format!("row {i} has {} cells for {width} columns", r.rows[i].len())));
+        let names: Vec<String> = r.columns.iter().map(|c| format!("`{}`", c.name)).collect();
+        return Err(bad(
+            "run",
+            format!(
+                "row {i} has {} cells for {width} columns (one cell per column, in column order: {})",
+                r.rows[i].len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    for (i, row) in r.rows.iter().enumerate() {
+        for (cell, column) in row.iter().zip(&r.columns) {
+            if !cell_fits(cell, column.type_) {
+                return Err(bad(
+                    "run",
+                    format!(
+                        "row {i}, column `{}`: a {} cell, but the column's type is `{}`, which takes {} or null",
+                        column.name,
+                        cell_kind(cell),
+                        column_type_name(column.type_),
+                        accepted_cells(column.type_)
+                    ),
+                ));
+            }
+        }
     }
     let columns: Vec<model::ReportColumn> = r
         .columns
@@ -664,9 +838,17 @@ fn report_from_wit(r: wit::Report) -> Result<model::Report, Failure> {
         })
         .collect();
     if let Some(chart) = &r.chart {
-        for name in std::iter::once(&chart.x).chain(&chart.y) {
+        let named = std::iter::once(("chart.x", &chart.x)).chain(chart.y.iter().map(|y| ("chart.y", y)));
+        for (field, name) in named {
             if !columns.iter().any(|c| &c.name == name) {
-                return Err(bad("run", format!("the chart names column `{name}`, which the report does not have")));
+                let names: Vec<String> = columns.iter().map(|c| format!("`{}`", c.name)).collect();
+                return Err(bad(
+                    "run",
+                    format!(
+                        "`{field}` names column `{name}`, which the report does not have (its columns: {})",
+                        names.join(", ")
+                    ),
+                ));
             }
         }
     }

@@ -140,6 +140,38 @@ impl Model {
     }
 }
 
+/// One customer's forecast over a horizon: what the `clv` scorer stores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecast {
+    pub p_alive: f64,
+    /// Transactions over the horizon (BG/NBD).
+    pub expected_purchases: f64,
+    /// Value of one future transaction, in currency units (Gamma-Gamma); NaN without spend.
+    pub expected_value: f64,
+    /// The lifetime value over the horizon, in currency units: expected purchases × expected
+    /// value (undiscounted, before margin). `expected_value` alone is a transaction's worth, not
+    /// a customer's, so reports that rank or average customers by value need this product.
+    pub value: f64,
+}
+
+impl Model {
+    /// The forecast for one history over the next `horizon_weeks`.
+    pub fn forecast(&self, h: &History, horizon_weeks: f64) -> Forecast {
+        let (x, t_x, t) = (h.x as f64, h.t_x(), h.t());
+        let expected_purchases = self.bgnbd.conditional_expected_purchases(horizon_weeks, x, t_x, t);
+        let expected_value = match self.gamma_gamma {
+            Some(gg) if h.mean_value.is_finite() => gg.conditional_expected_value(h.transactions as f64, h.mean_value),
+            _ => f64::NAN,
+        };
+        Forecast {
+            p_alive: self.bgnbd.p_alive(x, t_x, t),
+            expected_purchases,
+            expected_value,
+            value: expected_purchases * expected_value,
+        }
+    }
+}
+
 /// Both fits over a population, and what they saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fitted {
@@ -210,6 +242,31 @@ mod tests {
         assert_eq!(History::from_features(1.0, 40.0 * day, 40.0 * day, 0.0, 38, 100.0), None);
         assert!(History::from_features(1.0, 10.0 * day, 10.0 * day, 0.0, 38, 100.0).unwrap().mean_value.is_nan());
         assert_eq!(History::from_summary(2.0, 2.0, 4.0, 30.0), Some(h));
+    }
+
+    #[test]
+    fn the_lifetime_value_is_purchases_times_transaction_value() {
+        // The papers' CDNOW customer: x = 2, t_x = 30.43, T = 38.86 weeks (as whole days), who
+        // spent 20.50 a transaction. Over 39 weeks BG/NBD expects ≈ 1.226 purchases (§5) and
+        // Gamma-Gamma values one at 6.25 (15.44 + 3·20.5) / (6.25·3 + 2.74) = 480.875 / 21.49.
+        let m = Model {
+            bgnbd: BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 },
+            gamma_gamma: Some(GammaGamma { p: 6.25, q: 3.74, gamma: 15.44 }),
+            end_day: 19_000,
+        };
+        let h = History { x: 2, tx_days: 213, t_days: 272, mean_value: 20.5, transactions: 3 };
+        let f = m.forecast(&h, 39.0);
+        let per_transaction = 480.875 / 21.49;
+        assert!((f.expected_value - per_transaction).abs() < 1e-9, "{f:?}");
+        assert!((f.expected_purchases - 1.226).abs() < 2e-3, "{f:?}");
+        assert!((f.value - f.expected_purchases * per_transaction).abs() < 1e-9, "{f:?}");
+        // ≈ 27.4 over the horizon: a customer's worth, not one transaction's (≈ 22.4).
+        assert!((f.value - 27.4).abs() < 0.1, "{f:?}");
+        // A longer horizon is worth more; no spend (or no Gamma-Gamma model) means no value.
+        assert!(m.forecast(&h, 78.0).value > f.value);
+        assert!(m.forecast(&History { mean_value: f64::NAN, ..h }, 39.0).value.is_nan());
+        assert!(Model { gamma_gamma: None, ..m }.forecast(&h, 39.0).value.is_nan());
+        assert_eq!(m.forecast(&h, 0.0).value, 0.0);
     }
 
     #[test]

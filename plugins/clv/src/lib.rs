@@ -2,7 +2,8 @@
 //! 2005) and the Gamma-Gamma model of spend (Fader & Hardie 2013). `fit` estimates both models
 //! by maximum likelihood from the whole organization's purchase history (unless the
 //! configuration gives the parameters); `score` gives each customer their probability of being
-//! alive, expected purchases over the horizon and expected transaction value. The math lives in
+//! alive, expected purchases over the horizon, expected transaction value and their product, the
+//! lifetime value over the horizon. The math lives in
 //! the `clv-model` crate, shared with the `clv-fit` reporter.
 
 use clv_model::{BgNbd, DAY_MS, GammaGamma, History, Model, Spend, day_of, parse_date};
@@ -126,6 +127,10 @@ impl Scorer for Clv {
                 score("p_alive", "probability the customer is still active (BG/NBD)"),
                 score("expected_purchases", "expected purchase days over the horizon (BG/NBD, default 39 weeks)"),
                 score("expected_value", "expected value of a future transaction, in currency units (Gamma-Gamma)"),
+                score(
+                    "value",
+                    "lifetime value over the horizon, in currency units: expected_purchases × expected_value",
+                ),
                 score("frequency", "repeat transactions: purchase days after the first"),
                 score("recency_weeks", "weeks from the first purchase to the last"),
                 score("age_weeks", "weeks from the first purchase to the calibration end"),
@@ -197,27 +202,28 @@ impl Scorer for Clv {
                 |last| if last.is_finite() { model.end_day.max(day_of(last)) } else { model.end_day },
             )?;
         let n = hs.len();
-        let mut out: [Vec<f64>; 7] = std::array::from_fn(|_| vec![f64::NAN; n]);
+        let mut out: [Vec<f64>; 8] = std::array::from_fn(|_| vec![f64::NAN; n]);
         for (i, h) in hs.iter().enumerate() {
             let Some(h) = h else { continue };
-            let (x, t_x, t) = (h.x as f64, h.t_x(), h.t());
-            out[0][i] = model.bgnbd.p_alive(x, t_x, t);
-            out[1][i] = model.bgnbd.conditional_expected_purchases(config.horizon_weeks, x, t_x, t);
-            out[2][i] = match model.gamma_gamma {
-                Some(gg) if h.mean_value.is_finite() => {
-                    gg.conditional_expected_value(h.transactions as f64, h.mean_value)
-                }
-                _ => f64::NAN,
-            };
-            out[3][i] = x;
-            out[4][i] = t_x;
-            out[5][i] = t;
-            out[6][i] = h.mean_value;
+            let f = model.forecast(h, config.horizon_weeks);
+            for (column, v) in out.iter_mut().zip([
+                f.p_alive,
+                f.expected_purchases,
+                f.expected_value,
+                f.value,
+                h.x as f64,
+                h.t_x(),
+                h.t(),
+                h.mean_value,
+            ]) {
+                column[i] = v;
+            }
         }
         let names = [
             "p_alive",
             "expected_purchases",
             "expected_value",
+            "value",
             "frequency",
             "recency_weeks",
             "age_weeks",

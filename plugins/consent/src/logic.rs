@@ -166,19 +166,8 @@ pub fn tags(config: &Config, before: Option<&Customer>, after: &Customer) -> Res
     Ok(())
 }
 
-/// A timestamp as a UTC date, `YYYY-MM-DD` (plugins have no date library; Hinnant's algorithm).
-pub fn date(ms: i64) -> String {
-    let z = ms.div_euclid(86_400_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
+/// A timestamp as a UTC date, `YYYY-MM-DD` (shared with the other standard plugins).
+pub use plugin_kit::date;
 
 #[cfg(test)]
 mod tests {

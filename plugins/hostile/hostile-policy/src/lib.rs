@@ -69,6 +69,8 @@ impl Policy for Hostile {
             "huge-name" => Ok(patch("name", &format!("\"{}\"", "x".repeat(900 << 10)))),
             "huge-attribute" => Ok(patch("attributes.blob", &format!("\"{}\"", "y".repeat(512 << 10)))),
             "nan-attribute" => Ok(patch("attributes.score", "NaN")),
+            // Valid JSON the record cannot take: an email must be a string.
+            "patch-wrong-type" => Ok(patch("email", "42")),
             "infinite-attribute" => Ok(patch("attributes.score", "1e999")),
             // Read everything reachable through the store interface and report it.
             "snoop" => Ok(Decision::Warn(snoop(&config))),
@@ -95,6 +97,13 @@ impl Policy for Hostile {
         match (config.after.as_deref(), change.after_customer()) {
             (Some("action-loop"), Some(c)) => Ok(vec![Action::AddTag((c.id, format!("loop-{}", change.depth)))]),
             (Some("trap"), _) => panic!("hostile plugin panicked in `after` on purpose"),
+            // A queued message's variables must be a JSON object.
+            (Some("bad-variables"), Some(c)) => Ok(vec![Action::QueueMessage(rapport_plugin::OutboundMessage {
+                customer: c.id,
+                channel: "email".into(),
+                template: "welcome".into(),
+                variables: "[1, 2]".into(),
+            })]),
             _ => Ok(Vec::new()),
         }
     }

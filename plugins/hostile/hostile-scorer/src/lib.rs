@@ -44,6 +44,9 @@ impl Scorer for Hostile {
                 out.scores[0].values.pop();
             }
             "bad-code" => out.labels[0].codes[0] = 7,
+            // A column under a name `describe` never declared (a typo of `x`, of `l`).
+            "undeclared-score" => out.scores[0].name = "y".into(),
+            "undeclared-label" => out.labels[0].name = "level".into(),
             other => return Err(PluginError::config(format!("unknown attack `{other}`"))),
         }
         Ok(out)
