@@ -129,6 +129,15 @@ fn field_value(field: &Field, c: &Customer, interactions: &[&Interaction]) -> Op
             Aggregate::OpenTickets => Some(Value::from(
                 tickets().filter(|i| i.ticket.as_ref().is_none_or(|t| t.status != TicketStatus::Closed)).count(),
             )),
+            Aggregate::OverdueTickets => {
+                let now = crate::store::now_ms();
+                Some(Value::from(
+                    tickets()
+                        .filter_map(|i| i.ticket.as_ref())
+                        .filter(|t| t.status != TicketStatus::Closed && t.due_at.is_some_and(|due| due < now))
+                        .count(),
+                ))
+            }
             Aggregate::InteractionCount => Some(Value::from(interactions.len())),
             Aggregate::LastInteraction => time(interactions.iter().map(|i| i.occurred_at).max()),
         },

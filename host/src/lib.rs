@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod api;
 pub mod client;
+pub mod console;
 pub mod demo;
 pub mod fixture;
 pub mod metrics;

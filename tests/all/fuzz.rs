@@ -107,6 +107,7 @@ fn field() -> impl Strategy<Value = Field> {
             Just(Aggregate::LastPurchase),
             Just(Aggregate::TicketCount),
             Just(Aggregate::OpenTickets),
+            Just(Aggregate::OverdueTickets),
             Just(Aggregate::InteractionCount),
             Just(Aggregate::LastInteraction),
         ]
@@ -242,6 +243,7 @@ fn name(field: &Field) -> String {
             Aggregate::LastPurchase => "purchases.last",
             Aggregate::TicketCount => "tickets.count",
             Aggregate::OpenTickets => "tickets.open",
+            Aggregate::OverdueTickets => "tickets.overdue",
             Aggregate::InteractionCount => "interactions.count",
             Aggregate::LastInteraction => "interactions.last",
         }

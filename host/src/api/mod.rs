@@ -53,6 +53,8 @@ pub struct AppState {
     pub webhooks: WebhookConfig,
     /// Origins a browser may call the API from (CORS); none by default.
     pub cors_origins: Vec<HeaderValue>,
+    /// The web console's signed-in sessions (in memory).
+    pub console: crate::console::Sessions,
 }
 
 pub type State = Arc<AppState>;
@@ -150,7 +152,8 @@ pub fn router(state: State) -> Router {
     let (routes, _) = api(&state.limits).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     routes
-        .fallback(|| async { ApiError::not_found("no such route; the API is described at /openapi.json and /docs") })
+        .merge(crate::console::router(&state))
+        .fallback(fallback)
         .layer(axum::middleware::from_fn(observe))
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(cors(&state.cors_origins))
@@ -166,6 +169,14 @@ pub fn router(state: State) -> Router {
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// An unknown path: problem+json under `/v1`, the console's 404 page anywhere else.
+async fn fallback(axum::extract::State(state): axum::extract::State<State>, req: Request) -> Response {
+    if req.uri().path().starts_with("/v1") {
+        return ApiError::not_found("no such route; the API is described at /openapi.json and /docs").into_response();
+    }
+    crate::console::not_found(&state, req.headers()).await
 }
 
 /// Cross-origin calls from browsers: off (no CORS headers, so browsers refuse) unless origins are
@@ -200,7 +211,9 @@ async fn problem_for_bare_errors(response: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    // The console's pages are HTML for a person, and stay so.
+    let is_html = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_html {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -62,6 +62,8 @@ pub enum Aggregate {
     LastPurchase,
     TicketCount,
     OpenTickets,
+    /// Open tickets past their due time (the branch's service standard), as of the query.
+    OverdueTickets,
     InteractionCount,
     LastInteraction,
 }
@@ -107,7 +109,7 @@ pub struct FilterError {
 
 const FIELDS: &str = "id, name, email, phone, branch, distributor, created_at, updated_at, tag, attributes.<key>, \
      score.<plugin>.<score>, label.<plugin>.<label>, purchases.count, purchases.total_minor, purchases.first, \
-     purchases.last, tickets.count, tickets.open, interactions.count, interactions.last";
+     purchases.last, tickets.count, tickets.open, tickets.overdue, interactions.count, interactions.last";
 
 impl Field {
     fn parse(name: &str) -> Option<Field> {
@@ -127,6 +129,7 @@ impl Field {
             "purchases.last" => Field::Aggregate(Aggregate::LastPurchase),
             "tickets.count" => Field::Aggregate(Aggregate::TicketCount),
             "tickets.open" => Field::Aggregate(Aggregate::OpenTickets),
+            "tickets.overdue" => Field::Aggregate(Aggregate::OverdueTickets),
             "interactions.count" => Field::Aggregate(Aggregate::InteractionCount),
             "interactions.last" => Field::Aggregate(Aggregate::LastInteraction),
             _ => {
@@ -321,6 +324,20 @@ pub const MAX_DEPTH: usize = 32;
 /// `text` as a string literal of the filter language (the escapes `parse` reads back).
 pub fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A caller's filter narrowed to a row-level scope (an agent's branch or distributor clause).
+/// The caller's text is parsed on its own first: concatenated unchecked, `a) or (b` would turn
+/// `(…) and scope` into `(a) or (b) and scope` and lift the scope from `a`. A filter that parses
+/// alone has balanced parentheses and quotes, so once wrapped in parentheses it cannot reach
+/// outside them. The error's position is in the text the caller wrote.
+pub fn within(asked: &str, scope: Option<&str>) -> Result<String, FilterError> {
+    parse(asked)?;
+    Ok(match (asked.trim(), scope) {
+        (asked, None) => asked.to_owned(),
+        ("", Some(scope)) => scope.to_owned(),
+        (asked, Some(scope)) => format!("({asked}) and {scope}"),
+    })
 }
 
 pub fn parse(input: &str) -> Result<Filter, FilterError> {
@@ -548,7 +565,7 @@ pub fn to_sql(filter: &Filter, params: &mut Vec<Value>) -> String {
             params.push(literal(value));
             // NULL-safe: a missing value does not contain anything, so `not email ~ "x"` keeps
             // customers without an email.
-            format!("(coalesce(instr(lower({column}), lower(?)) > 0, 0))")
+            format!("(coalesce(instr({FOLD}({column}), {FOLD}(?)) > 0, 0))")
         }
         Filter::Compare { field, op, value } => {
             let column = column(field, params);
@@ -566,6 +583,42 @@ pub fn to_sql(filter: &Filter, params: &mut Vec<Value>) -> String {
             }
         }
     }
+}
+
+/// The SQL function [`fold`] is registered as on every connection of the store.
+pub const FOLD: &str = "rapport_fold";
+
+/// Text as `~` (contains) compares it: lower-cased by Unicode's rules (SQLite's `lower` knows
+/// only ASCII), and with Thai written the way people search it. Thai has no spaces between words,
+/// so contains is already a substring match; what breaks it is the marks above the consonants:
+/// tone marks are often left out when typing, and typed before or after an upper vowel in either
+/// order (กี่ is ก ี ่ or ก ่ ี — Unicode does not reorder them). Dropping tone marks, the
+/// silencer (ทัณฑฆาต) and ไม้ไต่คู้ from both sides makes those spellings meet; SARA AM typed as
+/// NIKHAHIT + SARA AA becomes SARA AM.
+pub fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{0E47}'..='\u{0E4C}' => {}
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    if out.contains('\u{0E4D}') { out.replace("\u{0E4D}\u{0E32}", "\u{0E33}") } else { out }
+}
+
+/// Registers [`fold`] as the SQL function [`FOLD`]; numbers are folded as their text (as
+/// SQLite's `lower` does), NULL stays NULL.
+pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    use rusqlite::types::ValueRef;
+    conn.create_scalar_function(FOLD, 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(i.to_string()),
+            ValueRef::Real(r) => Some(r.to_string()),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(fold(&String::from_utf8_lossy(t))),
+        })
+    })
 }
 
 fn placeholders(values: &[Literal], params: &mut Vec<Value>) -> String {
@@ -616,6 +669,11 @@ fn column(field: &Field, params: &mut Vec<Value>) -> String {
             Aggregate::OpenTickets => {
                 aggregate("count(*)", "i.kind = 'ticket' AND coalesce(i.ticket_status, 'open') != 'closed'")
             }
+            Aggregate::OverdueTickets => aggregate(
+                "count(*)",
+                "i.kind = 'ticket' AND coalesce(i.ticket_status, 'open') != 'closed' AND i.due_at < \
+                 CAST(strftime('%s', 'now') AS INTEGER) * 1000",
+            ),
             Aggregate::InteractionCount => aggregate("count(*)", "1"),
             Aggregate::LastInteraction => aggregate("max(i.occurred_at)", "1"),
         },
@@ -625,6 +683,17 @@ fn column(field: &Field, params: &mut Vec<Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thai_text_folds_away_tone_marks_and_their_order() {
+        // Without tone marks, with them in either order around an upper vowel, SARA AM in two parts.
+        assert_eq!(fold("แก้ว"), fold("แกว"));
+        assert_eq!(fold("ก\u{0E35}\u{0E48}"), fold("ก\u{0E48}\u{0E35}"));
+        assert_eq!(fold("ทองคำ"), fold("ทองค\u{0E4D}\u{0E32}"));
+        assert_eq!(fold("น\u{0E49}ำ"), fold("น\u{0E4D}\u{0E49}\u{0E32}"));
+        assert_eq!(fold("สมศักดิ์"), "สมศักดิ");
+        assert_eq!(fold("ÉCOLE Somchai"), "école somchai");
+    }
 
     #[test]
     fn a_quoted_string_reads_back_as_itself() {
