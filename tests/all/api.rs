@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rapport_test_plugins as built;
 use serde_json::{Value, json};
 
-use crate::server::{ADMIN, call, json_call, serve};
+use crate::server::{ADMIN, call, json_call, serve, urlencode};
 
 #[test]
 fn the_reference_scenario_works_as_written() {
@@ -331,4 +331,122 @@ fn a_new_organization_goes_from_keys_to_erasure_and_the_audit_shows_it_all() {
     let (status, _, _) = call("DELETE", &api(&format!("/v1/orgs/dealer/keys/{}", k["id"])), Some(t), "", b"");
     assert_eq!(status, 204);
     assert_eq!(call("GET", &api("/v1/orgs/dealer/customers"), Some(&temp), "", b"").0, 401);
+}
+
+/// A ticket's service state changes after it is recorded (closed, recategorized); the rest of
+/// the interaction is a fact. The branch service standard judges the change: closing without a
+/// resolution note is refused at its field and changes nothing; with one, the ticket closes,
+/// `closed_at` is set and the audit log says so. Only tickets change, and only in the caller's
+/// scope.
+#[test]
+fn a_ticket_closes_through_the_service_standard_and_facts_stay_facts() {
+    let s = serve();
+    let api = |path: &str| format!("{}/v1/orgs/acme{path}", s.url);
+    let (status, _) = json_call("POST", &format!("{}/v1/orgs", s.url), ADMIN, json!({"slug": "acme", "name": "Acme"}));
+    assert_eq!(status, 201);
+    let key = |body: Value| {
+        let (status, k) = json_call("POST", &api("/keys"), ADMIN, body);
+        assert_eq!(status, 201, "{k}");
+        k["token"].as_str().unwrap().to_owned()
+    };
+    let owner = key(json!({"name": "ops", "role": "owner"}));
+    crate::server::install_enabled(&s, "acme", &owner, "service-standard", built::SERVICE_STANDARD);
+    let customer = |name: &str, branch: &str| {
+        let (status, c) = json_call(
+            "POST",
+            &api("/customers"),
+            &owner,
+            json!({"name": name, "email": format!("{name}@x.th"), "branch": branch}),
+        );
+        assert_eq!(status, 201, "{c}");
+        c["id"].as_u64().unwrap()
+    };
+    let bkk = customer("anan", "BKK");
+    let add = |body: Value| {
+        let (status, i) = json_call("POST", &api("/interactions"), &owner, body);
+        assert_eq!(status, 201, "{i}");
+        i
+    };
+    let ticket =
+        add(json!({"customer": bkk, "kind": "ticket", "channel": "phone", "occurred_at": 1_790_000_000_000i64,
+        "subject": "Broken fan", "ticket": {"status": "open"}}));
+    let id = ticket["id"].as_u64().unwrap();
+    assert_eq!(ticket["ticket"]["category"], "product", "the standard categorized it: {ticket}");
+    let stored = || {
+        let (_, page) = json_call("GET", &api(&format!("/customers/{bkk}/timeline")), &owner, Value::Null);
+        page["items"].as_array().unwrap().iter().find(|i| i["id"] == id).cloned().unwrap()
+    };
+    let audited = || {
+        let (_, page) = json_call("GET", &api("/audit?limit=1000"), &owner, Value::Null);
+        page["items"].as_array().unwrap().iter().filter(|a| a["action"] == "ticket.update").count()
+    };
+
+    // Closing without a note: refused at the field, nothing changes.
+    let closing = json!({"status": "closed", "category": "product", "due_at": ticket["ticket"]["due_at"]});
+    let (status, out) = json_call("PUT", &api(&format!("/interactions/{id}/ticket")), &owner, closing.clone());
+    assert_eq!((status, out["field"].as_str()), (422, Some("ticket.resolution")), "{out}");
+    assert_eq!(stored()["ticket"]["status"], "open");
+    assert_eq!(audited(), 0);
+
+    // With the note it closes; `closed_at` is the write's time; the facts are untouched.
+    let mut resolved = closing.clone();
+    resolved["resolution"] = json!("Replaced the fan");
+    let (status, out) = json_call("PUT", &api(&format!("/interactions/{id}/ticket")), &owner, resolved);
+    assert_eq!(status, 200, "{out}");
+    let now = stored();
+    assert_eq!(
+        (now["ticket"]["status"].as_str(), now["ticket"]["resolution"].as_str()),
+        (Some("closed"), Some("Replaced the fan"))
+    );
+    assert!(now["ticket"]["closed_at"].as_i64().unwrap() > 1_790_000_000_000, "{now}");
+    assert_eq!((&now["subject"], &now["occurred_at"]), (&ticket["subject"], &ticket["occurred_at"]));
+    assert_eq!(audited(), 1);
+
+    // A purchase has no ticket to change; a missing id is a 404.
+    let purchase = add(json!({"customer": bkk, "kind": "purchase", "occurred_at": 1_790_000_000_000i64,
+        "amount": {"amount_minor": 100, "currency": "THB"}}));
+    let (status, out) = json_call(
+        "PUT",
+        &api(&format!("/interactions/{}/ticket", purchase["id"])),
+        &owner,
+        json!({"status": "closed"}),
+    );
+    assert_eq!(status, 400, "{out}");
+    assert!(out["detail"].as_str().unwrap().contains("not a ticket"), "{out}");
+    let (status, _) = json_call("PUT", &api("/interactions/999999/ticket"), &owner, json!({"status": "open"}));
+    assert_eq!(status, 404);
+
+    // An agent of CNX: BKK's ticket reads as missing.
+    let agent = key(json!({"name": "cnx", "role": "agent", "branch": "CNX"}));
+    let (status, _) = json_call("PUT", &api(&format!("/interactions/{id}/ticket")), &agent, json!({"status": "open"}));
+    assert_eq!(status, 404);
+    assert_eq!(stored()["ticket"]["status"], "closed");
+}
+
+/// An agent's list is its filter narrowed to its scope. Concatenated unchecked, a filter with
+/// unbalanced parentheses (`a) or (b`) would turn `(…) and scope` into `(a) or (b and scope)` and
+/// list customers outside the scope: it is refused at the `filter` field instead.
+#[test]
+fn a_scoped_agents_filter_cannot_lift_its_scope_with_parentheses() {
+    let s = serve();
+    let api = |path: &str| format!("{}/v1/orgs/acme{path}", s.url);
+    let (status, _) = json_call("POST", &format!("{}/v1/orgs", s.url), ADMIN, json!({"slug": "acme", "name": "Acme"}));
+    assert_eq!(status, 201);
+    let mut ids = Vec::new();
+    for (name, branch) in [("anan", "BKK"), ("boon", "CNX")] {
+        let (status, c) = json_call("POST", &api("/customers"), ADMIN, json!({"name": name, "branch": branch}));
+        assert_eq!(status, 201, "{c}");
+        ids.push(c["id"].as_u64().unwrap());
+    }
+    let (status, k) = json_call("POST", &api("/keys"), ADMIN, json!({"name": "cnx", "role": "agent", "branch": "CNX"}));
+    assert_eq!(status, 201, "{k}");
+    let agent = k["token"].as_str().unwrap();
+    for filter in [r#"name = "anan") or (name = "anan""#, "id > 0) or (id > 0", r#"name = "x\") or (id > 0"#] {
+        let url = format!("{}?filter={}", api("/customers"), urlencode(filter));
+        let (status, out) = json_call("GET", &url, agent, Value::Null);
+        assert_eq!((status, out["field"].as_str()), (400, Some("filter")), "{filter}: {out}");
+    }
+    let (_, page) = json_call("GET", &api("/customers?filter=id%20%3E%200"), agent, Value::Null);
+    let seen: Vec<u64> = page["items"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    assert_eq!(seen, [ids[1]], "only the CNX customer");
 }

@@ -167,6 +167,7 @@ const ACCESS: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/orgs/{org}/customers/{id}/scores", READ),
     ("GET", "/v1/orgs/{org}/customers/{id}/timeline", READ),
     ("POST", "/v1/orgs/{org}/interactions", AGENT),
+    ("PUT", "/v1/orgs/{org}/interactions/{id}/ticket", AGENT),
     ("POST", "/v1/orgs/{org}/import", MANAGER),
     ("GET", "/v1/orgs/{org}/branches", READ),
     ("GET", "/v1/orgs/{org}/branches/{code}", READ),
@@ -611,6 +612,12 @@ fn a_plugin_uploaded_as_multipart_runs_and_its_calls_are_counted() {
     let n: f64 = calls.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 3.0, "a create (before + after), a follow-up tag, a denial: {calls}");
     assert!(text.contains("rapport_plugin_call_duration_seconds_bucket"), "{text}");
+    // What of the memory is SQLite's caches (the soak tells cache from growth by it).
+    let sqlite = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rapport_sqlite_memory_bytes "))
+        .unwrap_or_else(|| panic!("no SQLite memory gauge:\n{text}"));
+    assert!(sqlite.parse::<f64>().unwrap() > 0.0, "a server that has answered queries holds some: {sqlite}");
 }
 
 #[test]

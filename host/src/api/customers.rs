@@ -36,6 +36,7 @@ pub(super) fn routes() -> OpenApiRouter<State> {
         .routes(routes!(customer_scores))
         .routes(routes!(timeline))
         .routes(routes!(add_interaction))
+        .routes(routes!(update_ticket))
 }
 
 /// Routes that take large bodies.
@@ -78,11 +79,8 @@ async fn list_customers(
         }
         let limit = query_number(&q, "limit")?.unwrap_or(50);
         let asked = q.get("filter").map_or("", String::as_str);
-        let filter = match (asked.trim(), scope.filter()) {
-            (asked, None) => asked.to_owned(),
-            ("", Some(scope)) => scope,
-            (asked, Some(scope)) => format!("({asked}) and {scope}"),
-        };
+        let filter = crate::store::filter::within(asked, scope.filter().as_deref())
+            .map_err(|e| ApiError::from(crate::store::StoreError::from(e)).with_field(Some("filter".into())))?;
         let page = store.list_customers(&filter, q.get("cursor").map(String::as_str), limit).map_err(|e| {
             let field = if matches!(e, crate::store::StoreError::Filter(_)) { "filter" } else { "cursor" };
             ApiError::from(e).with_field(Some(field.into()))
@@ -353,6 +351,38 @@ async fn add_interaction(
     })
     .await?;
     Ok(created(written(out)))
+}
+
+/// Change a ticket's service state: status, category, due time, resolution (closing sets
+/// `closed_at` unless given). Policies judge it as an update of the interaction: a branch's
+/// service standard can require a resolution note before a ticket closes.
+#[utoipa::path(put, path = "/v1/orgs/{org}/interactions/{id}/ticket", tag = "customers",
+    request_body = crate::model::Ticket,
+    params(OrgPath, ("id" = u64, Path, description = "The ticket interaction's id")),
+    responses((status = 200, description = "The interaction as stored, with `changed`, `warnings`, `actions`"),
+        (status = 400, description = "The interaction is not a ticket"),
+        (status = 404, description = "No such interaction"),
+        (status = 422, description = "Denied by a policy")))]
+async fn update_ticket(
+    caller: Caller,
+    Extract(state): Extract<State>,
+    Path((org, interaction)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(&org, Role::Agent)?;
+    let scope = caller.scope();
+    let interaction = id(&interaction)?;
+    let ticket: crate::model::Ticket = json_body(&body)?;
+    let out = blocking(&state, move |p: &Pipeline| {
+        let store = p.org(&org)?;
+        // Out of the caller's scope reads as missing, as a customer does.
+        let missing = || ApiError::not_found(format!("interaction {interaction} does not exist"));
+        let stored = store.interaction(interaction)?.ok_or_else(missing)?;
+        visible(&store, &scope, stored.customer).map_err(|_| missing())?;
+        Ok(p.write(&org, &actor, Origin::Api, Write::UpdateTicket { interaction, ticket })?)
+    })
+    .await?;
+    Ok(ok(written(out)))
 }
 
 /// Bulk import: customers, interactions or distributors as NDJSON or CSV, keyed by (source,

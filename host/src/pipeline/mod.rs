@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    Actor, Branch, Change, Customer, Decision, Distributor, Entity, FieldPatch, Id, Interaction, Operation, Origin,
+    Actor, Branch, Change, Customer, Decision, Distributor, Entity, Id, Interaction, Operation, Origin, Ticket,
+    TicketStatus,
 };
 use crate::plugins::{CallContext, CallError, Called, Limits, Plugin, Runtime, Trace, World};
 use crate::store::{self, FailureMode, OrgStore, PluginRow, Store, StoreError, TraceRecord, now_ms};
@@ -116,6 +117,13 @@ pub enum Write {
         etag: String,
     },
     AddInteraction(Interaction),
+    /// The service state of a ticket interaction (status, category, due time, resolution): the
+    /// rest of an interaction is a fact and never changes. Closing sets `closed_at` to the
+    /// write's time unless given.
+    UpdateTicket {
+        interaction: Id,
+        ticket: Ticket,
+    },
     EraseCustomer(Id),
     /// Merge `remove` into `keep` (duplicates): judged as an update of `keep` to the merged
     /// profile, with origin `merge`.
@@ -407,6 +415,23 @@ impl Pipeline {
                     let id = tx.insert_interaction(i)?;
                     Some(Entity::Interaction(Interaction { id, ..i.clone() }))
                 }
+                (Write::UpdateTicket { interaction, .. }, Some(Entity::Interaction(i))) => {
+                    // Policies may patch only the ticket: everything else stays as it happened.
+                    let before = match &change.before {
+                        Some(Entity::Interaction(b)) => b,
+                        _ => unreachable!("a ticket update has the stored interaction as `before`"),
+                    };
+                    if (Interaction { ticket: None, ..i.clone() }) != (Interaction { ticket: None, ..before.clone() }) {
+                        return Err(StoreError::Invalid(
+                            "a policy's patch changed an interaction's facts; only its ticket may change".into(),
+                        ));
+                    }
+                    let ticket = i.ticket.clone().ok_or_else(|| {
+                        StoreError::Invalid("a policy's patch removed the ticket of a ticket interaction".into())
+                    })?;
+                    tx.update_ticket(*interaction, &ticket)?;
+                    Some(Entity::Interaction(i.clone()))
+                }
                 (Write::EraseCustomer(id), _) => {
                     tx.erase_customer(actor, *id)?;
                     None
@@ -568,7 +593,7 @@ impl Pipeline {
                     return Err(PipelineError::Denied { plugin: name, reason: d.reason, field: d.field });
                 }
                 Decision::Patch { patches } => {
-                    if let Err(e) = apply_patches(change, &patches) {
+                    if let Err(e) = change.apply_patches(&patches) {
                         let error = format!("returned a patch that cannot be applied: {e}");
                         // The call returned, but what it returned is unusable: a failure of the
                         // plugin's, in its trace like any other.
@@ -690,6 +715,30 @@ impl Pipeline {
                 }
                 (Operation::Create, None, Some(Entity::Interaction(i.clone())))
             }
+            Write::UpdateTicket { interaction, ticket } => {
+                let before = org
+                    .interaction(*interaction)?
+                    .ok_or_else(|| PipelineError::NotFound(format!("interaction {interaction} does not exist")))?;
+                if before.ticket.is_none() {
+                    return Err(PipelineError::Invalid(format!(
+                        "interaction {interaction} is a {}, not a ticket: only a ticket's state changes after it \
+                         was recorded",
+                        before.kind.as_str()
+                    )));
+                }
+                let mut ticket = ticket.clone();
+                if ticket.status == TicketStatus::Closed && ticket.closed_at.is_none() {
+                    ticket.closed_at = Some(now_ms());
+                }
+                if ticket.status != TicketStatus::Closed {
+                    ticket.closed_at = None;
+                }
+                let after = Interaction { ticket: Some(ticket), ..before.clone() };
+                if after == before {
+                    return Ok(None);
+                }
+                (Operation::Update, Some(Entity::Interaction(before)), Some(Entity::Interaction(after)))
+            }
             Write::EraseCustomer(id) => {
                 let before = org
                     .customer(*id)?
@@ -738,6 +787,7 @@ fn audit_target(write: &Write, stored: Option<&Entity>) -> (&'static str, &'stat
             ("customer.update", "customer", Some(c.id))
         }
         (Write::AddInteraction(_), Some(Entity::Interaction(i))) => ("interaction.create", "interaction", Some(i.id)),
+        (Write::UpdateTicket { interaction, .. }, _) => ("ticket.update", "interaction", Some(*interaction)),
         (Write::EraseCustomer(id), _) => ("erase", "customer", Some(*id)),
         (Write::MergeCustomers { keep, .. }, _) => ("merge", "customer", Some(*keep)),
         (Write::SaveBranch(_), _) => ("branch.save", "branch", None),
@@ -782,39 +832,6 @@ fn describe(d: &Decision) -> (&'static str, Option<String>) {
             ("patch", Some(patches.iter().map(|p| p.field.as_str()).collect::<Vec<_>>().join(", ")))
         }
     }
-}
-
-/// Apply field patches to the change's `after` record. A field is a top-level field of the record
-/// (`email`, `tags`) or `attributes.<key>`; ids and bookkeeping times cannot be patched.
-pub(crate) fn apply_patches(change: &mut Change, patches: &[FieldPatch]) -> std::result::Result<(), String> {
-    let after = change.after.as_ref().ok_or("there is no record to patch (the change deletes it)")?;
-    let mut value = serde_json::to_value(after).map_err(|e| e.to_string())?;
-    let (kind, record) =
-        value.as_object_mut().and_then(|m| m.iter_mut().next()).ok_or("the record is not an object")?;
-    let kind = kind.clone();
-    let record = record.as_object_mut().ok_or("the record is not an object")?;
-    for p in patches {
-        match p.field.split_once('.') {
-            Some(("attributes", key)) if !key.is_empty() => {
-                let attributes = record.entry("attributes").or_insert_with(|| json!({}));
-                attributes
-                    .as_object_mut()
-                    .ok_or("attributes are not an object")?
-                    .insert(key.to_owned(), p.value.clone());
-            }
-            _ if crate::model::UNPATCHABLE_FIELDS.contains(&p.field.as_str()) => {
-                return Err(format!("`{}` cannot be patched", p.field));
-            }
-            None if record.contains_key(&p.field) => {
-                record.insert(p.field.clone(), p.value.clone());
-            }
-            _ => return Err(format!("a {kind} has no field `{}`", p.field)),
-        }
-    }
-    let patched: Entity = serde_json::from_value(value).map_err(|e| format!("the patched {kind} is invalid: {e}"))?;
-    change.changed_fields = patched.changed_fields(change.before.as_ref());
-    change.after = Some(patched);
-    Ok(())
 }
 
 /// What one write's chain of changes gathers on the way.

@@ -5,6 +5,7 @@
 //! The SVG is written by hand: a bar, line or pie chart of one report needs a few dozen lines, and
 //! the charting crates either pull a font stack (plotters) or produce JavaScript.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -149,6 +150,89 @@ fn html(report: &Report) -> String {
     out
 }
 
+/// The most nodes a tree chart draws; the table below it holds every row.
+const TREE_NODES: usize = 400;
+
+/// A tree chart as an indented tree (the layout of a file browser): each node on its own line
+/// under its parent, joined by elbow connectors, with the other `y` columns' values beside its
+/// name. Chosen over a top-down tidy tree because sponsor trees are wide (hundreds of recruits
+/// under one sponsor) and shallow, and an indented tree stays readable at any width. `x` names
+/// the node; the first `y` column names its parent's node (empty or unknown: a root).
+fn tree_svg(report: &Report, title: Option<&str>, x: usize, ys: &[usize]) -> String {
+    let text = |row: &[Cell], c: usize| cell_text(&row[c], report.columns[c].ty);
+    let names: Vec<String> = report.rows.iter().map(|r| text(r, x)).collect();
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+    let mut roots = Vec::new();
+    for (i, row) in report.rows.iter().enumerate() {
+        match index.get(text(row, ys[0]).as_str()) {
+            Some(&parent) if parent != i && !matches!(row[ys[0]], Cell::Null) => children[parent].push(i),
+            _ => roots.push(i),
+        }
+    }
+    // Depth-first, in row order; a node is placed once even if the parents form a cycle.
+    let mut order: Vec<(usize, usize, Option<usize>)> = Vec::new(); // (row, depth, parent's line)
+    let mut placed = vec![false; names.len()];
+    let mut stack: Vec<(usize, usize, Option<usize>)> = roots.iter().rev().map(|&r| (r, 0, None)).collect();
+    while let Some((node, depth, parent_line)) = stack.pop() {
+        if placed[node] || order.len() == TREE_NODES {
+            continue;
+        }
+        placed[node] = true;
+        let line = order.len();
+        order.push((node, depth, parent_line));
+        stack.extend(children[node].iter().rev().map(|&c| (c, depth + 1, Some(line))));
+    }
+    let (row_h, indent, top) = (20.0, 18.0, if title.is_some() { 40.0 } else { 16.0 });
+    let depth = order.iter().map(|&(_, d, _)| d).max().unwrap_or(0);
+    let w = (depth as f64 * indent + 480.0).max(480.0);
+    let h = top + order.len() as f64 * row_h + 16.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" \
+         aria-label=\"{}\">",
+        escape(title.unwrap_or(&report.columns[x].name))
+    );
+    if let Some(t) = title {
+        let _ = write!(svg, "<text x=\"8\" y=\"20\" font-size=\"16\">{}</text>", escape(t));
+    }
+    let at = |line: usize, depth: usize| (12.0 + depth as f64 * indent, top + line as f64 * row_h);
+    for (line, &(node, depth, parent_line)) in order.iter().enumerate() {
+        let (nx, ny) = at(line, depth);
+        if let Some(p) = parent_line {
+            let (px, py) = at(p, depth - 1);
+            let _ = write!(
+                svg,
+                "<path d=\"M{px:.1},{:.1} V{ny:.1} H{:.1}\" fill=\"none\" stroke=\"#999\"/>",
+                py + 4.0,
+                nx - 4.0
+            );
+        }
+        let values: Vec<String> =
+            ys[1..].iter().map(|&c| format!("{}: {}", report.columns[c].name, text(&report.rows[node], c))).collect();
+        let _ = write!(
+            svg,
+            "<circle cx=\"{nx:.1}\" cy=\"{ny:.1}\" r=\"4\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}\
+             <tspan fill=\"#555\">{}</tspan></text>",
+            PALETTE[depth % PALETTE.len()],
+            nx + 8.0,
+            ny + 4.0,
+            escape(&names[node]),
+            escape(&if values.is_empty() { String::new() } else { format!("  {}", values.join(", ")) })
+        );
+    }
+    if order.len() < names.len() {
+        let _ = write!(
+            svg,
+            "<text x=\"8\" y=\"{:.1}\" font-size=\"12\" fill=\"#555\">… the first {} of {} nodes; the table has them all</text>",
+            h - 4.0,
+            order.len(),
+            names.len()
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 const PALETTE: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948"];
 
 fn number(cell: &Cell) -> Option<f64> {
@@ -159,7 +243,7 @@ fn number(cell: &Cell) -> Option<f64> {
     }
 }
 
-/// The chart as an SVG element; `None` when there is none (a tree chart renders as the table).
+/// The chart as an SVG element; `None` when there is none.
 fn chart_svg(report: &Report) -> Option<String> {
     let chart = report.chart.as_ref()?;
     let col = |name: &str| report.columns.iter().position(|c| c.name == name);
@@ -167,6 +251,9 @@ fn chart_svg(report: &Report) -> Option<String> {
     let ys: Vec<usize> = chart.y.iter().filter_map(|y| col(y)).collect();
     if ys.is_empty() || report.rows.is_empty() {
         return None;
+    }
+    if chart.kind == ChartKind::Tree {
+        return Some(tree_svg(report, chart.title.as_deref(), x, &ys));
     }
     let labels: Vec<String> = report.rows.iter().map(|r| cell_text(&r[x], report.columns[x].ty)).collect();
     let series: Vec<Vec<f64>> =
@@ -221,7 +308,8 @@ fn chart_svg(report: &Report) -> Option<String> {
                 );
             }
         }
-        ChartKind::Bar | ChartKind::Line | ChartKind::Tree => {
+        ChartKind::Tree => unreachable!("drawn by tree_svg"),
+        ChartKind::Bar | ChartKind::Line => {
             let max = series.iter().flatten().fold(0.0_f64, |m, v| m.max(*v));
             let min = series.iter().flatten().fold(0.0_f64, |m, v| m.min(*v));
             let span = if max - min > 0.0 { max - min } else { 1.0 };
@@ -278,4 +366,60 @@ fn chart_svg(report: &Report) -> Option<String> {
     }
     svg.push_str("</svg>");
     Some(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Chart, ReportColumn};
+
+    fn tree(rows: &[(&str, Option<&str>, i64)]) -> Report {
+        let column = |name: &str, ty| ReportColumn { name: name.into(), ty };
+        Report {
+            title: None,
+            columns: vec![
+                column("node", ColumnType::Text),
+                column("parent", ColumnType::Text),
+                column("volume", ColumnType::Integer),
+            ],
+            rows: rows
+                .iter()
+                .map(|(n, p, v)| {
+                    vec![Cell::Text((*n).into()), p.map_or(Cell::Null, |p| Cell::Text(p.into())), Cell::Integer(*v)]
+                })
+                .collect(),
+            chart: Some(Chart {
+                kind: ChartKind::Tree,
+                title: Some("Sponsors".into()),
+                x: "node".into(),
+                y: vec!["parent".into(), "volume".into()],
+            }),
+        }
+    }
+
+    /// Nodes are drawn depth first under their parent, one connector per child, with the other
+    /// columns' values beside the name — a tree, not bars.
+    #[test]
+    fn a_tree_chart_draws_each_node_under_its_parent() {
+        // Rows out of tree order: the child of `b` comes before `b`.
+        let report =
+            tree(&[("root", None, 10), ("b-child", Some("b"), 1), ("a", Some("root"), 3), ("b", Some("root"), 5)]);
+        let svg = chart_svg(&report).unwrap();
+        assert!(!svg.contains("<rect"), "no bars: {svg}");
+        assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
+        assert_eq!(svg.matches("<path").count(), 3, "one connector per non-root: {svg}");
+        let line = |name: &str| svg.find(&format!(">{name}<")).unwrap_or_else(|| panic!("{name} in {svg}"));
+        assert!(line("root") < line("b") && line("b") < line("b-child"), "depth first: {svg}");
+        assert!(svg.contains("volume: 5"), "values beside the name: {svg}");
+    }
+
+    /// A parent cycle or a missing parent never loops or loses the table: unreachable nodes are
+    /// left out of the picture and said to be.
+    #[test]
+    fn a_tree_with_a_cycle_or_an_unknown_parent_still_draws() {
+        let report = tree(&[("x", Some("y"), 1), ("y", Some("x"), 1), ("orphan", Some("gone"), 2)]);
+        let svg = chart_svg(&report).unwrap();
+        assert_eq!(svg.matches("<circle").count(), 1, "only the orphan is a root: {svg}");
+        assert!(svg.contains("the first 1 of 3 nodes"), "{svg}");
+    }
 }

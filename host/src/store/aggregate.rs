@@ -20,6 +20,10 @@ impl OrgStore {
         let mut select = Vec::new();
         let mut by_tag = false;
         for name in &q.group_by {
+            if let Some(label) = name.strip_prefix(LABEL_BEFORE) {
+                select.push(label_before(name, label, &mut params)?);
+                continue;
+            }
             let f = filter::field(name).map_err(invalid)?;
             by_tag |= f == filter::Field::Tag;
             select.push(filter::field_sql(&f, &mut params));
@@ -62,6 +66,26 @@ impl OrgStore {
         }
         Ok(grouper.finish())
     }
+}
+
+/// A group-by key of its own, not a filter field: `label_before.<plugin>.<label>` is the label a
+/// customer had before their latest scoring (from `score_history`), none when they were scored
+/// once. Grouped with `label.<plugin>.<label>`, it is the movement between segments since each
+/// customer's previous scoring — what a segments report shows after a rescore.
+const LABEL_BEFORE: &str = "label_before.";
+
+fn label_before(name: &str, label: &str, params: &mut Vec<Value>) -> Result<String> {
+    let Some((plugin, label)) = label.split_once('.').filter(|(p, l)| !p.is_empty() && !l.is_empty()) else {
+        return Err(StoreError::Invalid(format!("`{name}` names no label: write label_before.<plugin>.<label>")));
+    };
+    for _ in 0..2 {
+        params.push(Value::Text(plugin.to_owned()));
+        params.push(Value::Text(label.to_owned()));
+    }
+    Ok("(SELECT h.label FROM score_history h WHERE h.customer_id = c.id AND h.plugin = ? AND h.name = ? \
+        AND h.computed_at < (SELECT s.computed_at FROM scores s WHERE s.customer_id = c.id AND s.plugin = ? \
+        AND s.name = ?) ORDER BY h.computed_at DESC LIMIT 1)"
+        .into())
 }
 
 /// Every anonymous `?` of `sql` numbered in order, the first as `?first`.

@@ -82,6 +82,29 @@ pub enum StoreError {
     Open { path: String, source: std::io::Error },
 }
 
+/// Bytes SQLite has allocated in this process, across every connection (page caches, statements).
+pub fn sqlite_memory_used() -> i64 {
+    // SAFETY: `sqlite3_memory_used` only reads SQLite's global allocation counter; it is
+    // thread-safe in the bundled build (SQLITE_THREADSAFE=1).
+    unsafe { rusqlite::ffi::sqlite3_memory_used() }
+}
+
+impl StoreError {
+    /// The database could not be written for want of space or because the disk failed (SQLite's
+    /// FULL and IOERR, e.g. a full volume or a file-size limit). The transaction was rolled back,
+    /// so nothing of the write landed; the server keeps answering reads, and writes work again as
+    /// soon as the operator frees space — the caller should say so rather than "internal error".
+    pub fn is_storage_failure(&self) -> bool {
+        match self {
+            StoreError::Sql(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+            ),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The whole database; hands out per-organization scopes.
@@ -224,7 +247,8 @@ fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
 fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",
-    )
+    )?;
+    filter::register_functions(conn)
 }
 
 /// The database's schema version, refused when a newer Rapport wrote it: this build would not
@@ -286,6 +310,18 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        entity: r.get(4)?,
+        entity_id: r.get::<_, Option<i64>>(5)?.map(|i| i as Id),
+        detail: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+    })
+}
+
 const CUSTOMER_COLUMNS: &str =
     "c.id, c.name, c.email, c.phone, c.branch, c.distributor_id, c.attributes, c.created_at, c.updated_at";
 const INTERACTION_COLUMNS: &str = "i.id, i.customer_id, i.kind, i.channel, i.source, i.external_id, i.occurred_at, \
@@ -323,6 +359,16 @@ impl OrgStore {
     /// The customer as it would be stored (see [`OrgTx::normalized`]).
     pub fn normalized(&self, c: Customer) -> Customer {
         normalized(c, self.org.default_country_code.as_deref())
+    }
+
+    /// An interaction by its id.
+    pub fn interaction(&self, id: Id) -> Result<Option<Interaction>> {
+        let sql = format!("SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.org_id = ?1 AND i.id = ?2");
+        Ok(self
+            .conn()?
+            .prepare_cached(scoped(&sql))?
+            .query_row(params![self.org.id, id as i64], interaction_from_row)
+            .optional()?)
     }
 
     /// An interaction by its source system's id.
@@ -493,6 +539,26 @@ impl OrgStore {
         })
     }
 
+    /// Define a new segment. A segment of the same name is left as it is and the answer is
+    /// `Conflict`, so that a person saving a filter does not overwrite a colleague's segment by
+    /// reusing its name ([`OrgStore::save_segment`] replaces on purpose).
+    pub fn add_segment(&self, actor: &Actor, name: &str, filter_text: &str, description: &str) -> Result<()> {
+        filter::parse(filter_text)?;
+        self.write(|tx| {
+            let added = tx.tx.execute(
+                scoped(
+                    "INSERT INTO segments (org_id, name, filter, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (org_id, name) DO NOTHING",
+                ),
+                params![self.org.id, name, filter_text, description, now_ms()],
+            )?;
+            if added == 0 {
+                return Err(StoreError::Conflict(format!("a segment named `{name}` exists already")));
+            }
+            tx.audit(actor, "segment.save", "segment", None, json!({ "name": name, "filter": filter_text }))
+        })
+    }
+
     /// The organization's branches, by code.
     pub fn branches(&self) -> Result<Vec<Branch>> {
         let conn = self.conn()?;
@@ -550,17 +616,21 @@ impl OrgStore {
             "SELECT id, at, actor, action, entity, entity_id, detail FROM audit WHERE org_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
         ))?;
         let entries = stmt
-            .query_map(params![self.org.id, after, limit.clamp(1, 1000) as i64], |r| {
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    entity: r.get(4)?,
-                    entity_id: r.get::<_, Option<i64>>(5)?.map(|i| i as Id),
-                    detail: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-                })
-            })?
+            .query_map(params![self.org.id, after, limit.clamp(1, 1000) as i64], audit_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(entries)
+    }
+
+    /// The audit log, newest first, before entry `before` (from the latest entry when `None`): a
+    /// person reading the log looks for what just happened, then pages back in time.
+    pub fn audit_newest(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(scoped(
+            "SELECT id, at, actor, action, entity, entity_id, detail FROM audit WHERE org_id = ?1 AND id < ?2 \
+             ORDER BY id DESC LIMIT ?3",
+        ))?;
+        let entries = stmt
+            .query_map(params![self.org.id, before.unwrap_or(i64::MAX), limit.clamp(1, 1000) as i64], audit_from_row)?
             .collect::<rusqlite::Result<_>>()?;
         Ok(entries)
     }
@@ -842,6 +912,30 @@ impl OrgTx<'_> {
         }
         insert_interaction_row(self.tx, self.org, i, false)?;
         Ok(self.tx.last_insert_rowid() as Id)
+    }
+
+    /// Replace the service state of a ticket interaction: the one part of an interaction that
+    /// changes after it happened (a ticket is opened, categorized, resolved, closed).
+    pub fn update_ticket(&self, id: Id, t: &crate::model::Ticket) -> Result<()> {
+        let updated = self
+            .tx
+            .prepare_cached(scoped(
+                "UPDATE interactions SET ticket_status = ?3, ticket_category = ?4, due_at = ?5, resolution = ?6, \
+             closed_at = ?7 WHERE org_id = ?1 AND id = ?2 AND kind = 'ticket'",
+            ))?
+            .execute(params![
+                self.org,
+                id as i64,
+                status_str(t.status),
+                t.category.as_deref(),
+                t.due_at,
+                t.resolution.as_deref(),
+                t.closed_at
+            ])?;
+        if updated == 0 {
+            return Err(StoreError::Invalid(format!("interaction {id} is not a ticket of this organization")));
+        }
+        Ok(())
     }
 }
 
