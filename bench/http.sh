@@ -53,22 +53,11 @@ request = function()
 end
 LUA
 
-# One wrk run: prints "requests/s p50 p99 non2xx".
+# One wrk run: prints "requests/s p50 p99 errors" (non-2xx and socket errors).
 load() {
     local url=$1 script=$2
     wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$url" >"$DATA/wrk.txt" 2>&1
-    python3 - "$DATA/wrk.txt" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def ms(v):
-    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
-p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {bad.group(1) if bad else 0}")
-PY
+    python3 bench/wrk_summary.py "$DATA/wrk.txt"
 }
 
 declare -A R
@@ -101,7 +90,7 @@ run_all rapport-3 "$URL"
 echo
 echo "HTTP load: wrk -t2 -c$CONNECTIONS -d$DURATION on loopback, $CUSTOMERS demo customers, $(nproc) cores"
 echo
-echo "| server | route | requests/s | p50 ms | p99 ms | non-2xx |"
+echo "| server | route | requests/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---:|---:|---:|---:|"
 for name in bare rapport-0 rapport-3; do
     for route in read write; do

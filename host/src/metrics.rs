@@ -61,6 +61,7 @@ struct Metrics {
     limits: Family<LimitLabels, Counter>,
     job_done: Family<JobLabels, Gauge>,
     job_total: Family<JobLabels, Gauge>,
+    sqlite_memory: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -85,7 +86,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry.register("job_done_items", "Items a running job has finished", job_done.clone());
     let job_total = Family::<JobLabels, Gauge>::default();
     registry.register("job_total_items", "Items a running job will process", job_total.clone());
-    Metrics { registry, requests, latency, calls, call_seconds, fuel, limits, job_done, job_total }
+    let sqlite_memory = Gauge::default();
+    registry.register(
+        "sqlite_memory_bytes",
+        "Memory SQLite holds (mostly page caches, bounded by cache_size per pooled connection): what of the \
+         process's resident memory is cache rather than growth",
+        sqlite_memory.clone(),
+    );
+    Metrics { registry, requests, latency, calls, call_seconds, fuel, limits, job_done, job_total, sqlite_memory }
 });
 
 /// One answered HTTP request. `route` is the route's template (`/v1/orgs/{org}/...`), never
@@ -132,6 +140,7 @@ pub fn render(jobs: &[JobProgress]) -> String {
         m.job_done.get_or_create(&labels).set(j.done as i64);
         m.job_total.get_or_create(&labels).set(j.total as i64);
     }
+    m.sqlite_memory.set(crate::store::sqlite_memory_used());
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &m.registry).expect("writing to a String cannot fail");
     out

@@ -18,6 +18,16 @@ use crate::plugins::{Runtime, RuntimeConfig};
 use crate::store::{DataLock, ImportFormat, ImportKind, NewKey, Store, StoreError};
 use crate::webhooks::WebhookConfig;
 
+/// Operator-facing lines on stdout. A closed stdout (a supervisor that stopped reading, a script
+/// that read only the first line) must not take the server down, as `println!` would by
+/// panicking on the broken pipe: write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Every setting of `rapport serve`. Each is a flag, an environment variable, or a key of the
 /// TOML file given with `--config`, in that order of precedence.
 #[derive(clap::Args, Debug, Default)]
@@ -179,7 +189,7 @@ fn admin_hash(store: &Store) -> anyhow::Result<String> {
     let token = new_token("ra");
     let hash = hash_token(&token);
     store.set_setting(KEY, &hash)?;
-    println!("admin token (shown once; set RAPPORT_ADMIN_TOKEN to choose your own): {token}");
+    say!("admin token (shown once; set RAPPORT_ADMIN_TOKEN to choose your own): {token}");
     Ok(hash)
 }
 
@@ -209,6 +219,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         shutdown_grace: config.shutdown_grace,
         webhooks: config.webhooks.clone(),
         cors_origins: config.cors_origins.clone(),
+        console: Default::default(),
     });
     // Blocking threads run plugin calls: give them room for the wasm stack limit and more.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build()?;
@@ -218,13 +229,11 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr: SocketAddr = listener.local_addr()?;
         // Tests and scripts read this first line for the address.
-        println!("rapport listening on http://{addr}");
+        say!("rapport listening on http://{addr}");
         if let Some(token) = demo_key {
-            println!("  docs:      http://{addr}/docs");
-            println!("  demo org:  http://{addr}/v1/orgs/demo   (owner key, shown once: {token})");
-            println!(
-                "  try:       curl -H 'Authorization: Bearer {token}' http://{addr}/v1/orgs/demo/customers?limit=3"
-            );
+            say!("  docs:      http://{addr}/docs");
+            say!("  demo org:  http://{addr}/v1/orgs/demo   (owner key, shown once: {token})");
+            say!("  try:       curl -H 'Authorization: Bearer {token}' http://{addr}/v1/orgs/demo/customers?limit=3");
         }
         crate::api::serve(listener, state).await?;
         anyhow::Ok(())
@@ -271,9 +280,9 @@ fn seed_demo(pipeline: &Pipeline, demo: &Demo, data: &Path) -> anyhow::Result<Op
                 match pipeline.install(ORG, &actor, &name, &bytes, Some("demo"), None, true) {
                     Ok(_) => {
                         pipeline.enable(ORG, &actor, &name)?;
-                        println!("  plugin:    {name} installed and enabled");
+                        say!("  plugin:    {name} installed and enabled");
                     }
-                    Err(e) => println!("  plugin:    {name} skipped: {e}"),
+                    Err(e) => say!("  plugin:    {name} skipped: {e}"),
                 }
             }
             let job = pipeline.create_rescore_job(ORG, &actor)?;

@@ -87,6 +87,115 @@ fn a_killed_import_leaves_whole_batches_and_resumes() {
 
 // ----- a killed server: during a rescore job, during a plugin upload -----
 
+/// Killed at any moment, `rapport backup` leaves either no backup or a whole one under its name,
+/// and `rapport restore` leaves a whole database under `rapport.db` — the old one or the new —
+/// never none: a server started on a directory without it would begin an empty database.
+/// Each round kills the process a little later, until one round finishes before the kill.
+#[test]
+fn a_killed_backup_or_restore_leaves_a_whole_database_under_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let actor = Actor { name: "test".into(), role: "admin".into() };
+    // ~30 MB of customers, so that a copy takes long enough to be interrupted.
+    const PEOPLE: u64 = 20_000;
+    {
+        let store = Store::open(&data).unwrap();
+        store.create_org("acme", "Acme").unwrap();
+        let padding = "x".repeat(1_200);
+        let people: String = (0..PEOPLE)
+            .map(|n| {
+                json!({"source": "shop", "external_id": format!("c-{n}"), "attributes": {"notes": padding}}).to_string()
+                    + "\n"
+            })
+            .collect();
+        let acme = store.org("acme").unwrap();
+        acme.import(&actor, ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people), |_| {}).unwrap();
+    }
+    let count = |data: &std::path::Path| {
+        let store = Store::open(data).unwrap_or_else(|e| panic!("{} does not open: {e}", data.display()));
+        let conn = rusqlite::Connection::open(data.join("rapport.db")).unwrap();
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok", "{}", data.display());
+        store.org("acme").unwrap().counts().unwrap().customers
+    };
+    let rapport = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_rapport"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Kill after `delay`; true when the process had already finished by itself.
+    let kill_after = |mut child: std::process::Child, delay: Duration| {
+        std::thread::sleep(delay);
+        let finished = child.try_wait().unwrap().is_some_and(|s| s.success());
+        let _ = child.kill();
+        child.wait().unwrap();
+        finished
+    };
+
+    // Backups of a database of PEOPLE customers.
+    let (mut mid_copy, mut rounds) = (0, 0);
+    for round in 0.. {
+        let out = dir.path().join(format!("backup-{round}.db"));
+        let child = rapport(&["backup".as_ref(), out.as_os_str(), "--data".as_ref(), data.as_os_str()]);
+        let finished = kill_after(child, Duration::from_millis(4 * round));
+        let partial = dir.path().join(format!("backup-{round}.db.partial"));
+        mid_copy += usize::from(partial.exists());
+        if out.exists() {
+            // A file under the backup's name is a whole backup.
+            let restored = dir.path().join(format!("check-{round}"));
+            rapport::store::restore_from(&restored, &out).unwrap_or_else(|e| panic!("backup {round}: {e}"));
+            assert_eq!(count(&restored), PEOPLE, "backup {round} is not whole");
+        }
+        rounds += 1;
+        if finished {
+            assert!(out.exists(), "a backup that exited 0 left no file");
+            break;
+        }
+        assert!(round < 2_000, "the backup never finished");
+    }
+    eprintln!("backup: {rounds} rounds, {mid_copy} killed mid-copy");
+    assert!(mid_copy > 0, "no backup was killed while copying ({rounds} rounds): the test proved nothing");
+
+    // Restores of that backup (PEOPLE customers) over a database with one customer more.
+    let backup = dir.path().join(format!("backup-{}.db", rounds - 1));
+    Store::open(&data)
+        .unwrap()
+        .org("acme")
+        .unwrap()
+        .import(
+            &actor,
+            ImportKind::Customers,
+            ImportFormat::Ndjson,
+            std::io::Cursor::new(json!({"source": "shop", "external_id": "later"}).to_string()),
+            |_| {},
+        )
+        .unwrap();
+    let (mut mid_restore, mut restore_rounds) = (0, 0);
+    for round in 0.. {
+        restore_rounds += 1;
+        let child = rapport(&["restore".as_ref(), backup.as_os_str(), "--data".as_ref(), data.as_os_str()]);
+        let finished = kill_after(child, Duration::from_millis(4 * round));
+        mid_restore += usize::from(data.join("rapport.db.restoring").exists());
+        assert!(data.join("rapport.db").exists(), "round {round}: the restore left no rapport.db");
+        let customers = count(&data);
+        if finished {
+            assert_eq!(customers, PEOPLE, "a restore that exited 0 left the old database");
+            break;
+        }
+        // Killed: the old database (one more customer) or the whole new one, nothing between.
+        assert!([PEOPLE, PEOPLE + 1].contains(&customers), "round {round}: {customers} customers");
+        if customers == PEOPLE {
+            break;
+        }
+        assert!(round < 2_000, "the restore never finished");
+    }
+    eprintln!("restore: {restore_rounds} rounds, {mid_restore} killed mid-copy");
+    assert!(mid_restore > 0, "no restore was killed while copying in: the test proved nothing");
+}
+
 mod serve {
     use std::io::{BufRead, BufReader};
     use std::path::{Path, PathBuf};

@@ -2,15 +2,20 @@
 //! real components built from source by `rapport-test-plugins`.
 
 mod api;
+mod author_errors;
 mod cli;
 mod client;
+mod console;
 mod contract;
 mod crash;
 mod examples;
 mod fuzz;
+mod languages;
 mod people;
 mod pipeline;
+mod policies;
 mod reliability;
+mod reports;
 mod runtime;
 mod server;
 mod serving;

@@ -656,3 +656,310 @@ fn many_concurrent_writers_never_see_a_500_or_a_locked_database() {
         answers.len()
     );
 }
+
+/// Slow clients (slowloris): a body that trickles in is cut off by the request timeout with a 408
+/// and nothing of it lands, and a hundred connections that stop halfway through their headers or
+/// their body do not keep the server from answering everybody else.
+#[test]
+fn slow_clients_are_cut_off_and_do_not_starve_the_others() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let s = crate::server::serve_args(&["--request-timeout", "1"], &[]);
+    org(&s, "acme");
+    let owner = key(&s, "owner");
+    let addr = s.url.strip_prefix("http://").unwrap().to_owned();
+    let post_head = |length: usize| {
+        format!(
+            "POST /v1/orgs/acme/customers HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {owner}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+
+    // A hundred stalled connections: half stop inside their headers, half inside their body.
+    let stalled: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            let start = match i % 2 {
+                0 => format!("GET /v1/orgs/acme/customers HTTP/1.1\r\nHost: {addr}\r\nAuthor"),
+                _ => post_head(1_000) + "{\"name\": \"Stalled",
+            };
+            c.write_all(start.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+
+    // Everybody else is served meanwhile.
+    for i in 0..20 {
+        create(&s, &owner, json!({"name": format!("Prompt {i}")}));
+    }
+
+    // A body sent a byte at a time, slower than the request timeout allows.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let body = format!("{{\"name\": \"Trickle {}\"}}", "x".repeat(200));
+    slow.write_all(post_head(body.len()).as_bytes()).unwrap();
+    let writer = {
+        let mut slow = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for byte in body.bytes() {
+                if slow.write_all(&[byte]).is_err() {
+                    return; // the server hung up: what a cut-off looks like from here
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    let mut answer = [0u8; 12];
+    slow.read_exact(&mut answer).expect("the server answers the slow body");
+    assert_eq!(&answer, b"HTTP/1.1 408", "{}", String::from_utf8_lossy(&answer));
+    drop(slow);
+    writer.join().unwrap();
+
+    // Only the prompt customers landed: nothing of the stalled or trickled bodies.
+    let names: BTreeSet<String> =
+        customers(&s).iter().map(|c| c["name"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(names, (0..20).map(|i| format!("Prompt {i}")).collect::<BTreeSet<_>>());
+    let created = audit(&s).iter().filter(|a| a["action"] == "customer.create").count();
+    assert_eq!(created, 20, "the audit log records exactly the landed creates");
+    drop(stalled);
+}
+
+/// A full disk (here: a file-size limit on the server process, which makes SQLite's writes fail
+/// the way a full volume does) refuses writes with a 507 that says what the operator must do;
+/// nothing of a refused write or import lands, reads keep working, the server stays up, and
+/// writes work again once there is room — with a database that passes `integrity_check`.
+#[test]
+fn a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // `prlimit` (util-linux) sets the limit and execs the server in the same process; SIGXFSZ is
+    // ignored so that a write past the limit fails with EFBIG instead of killing the process.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' XFSZ; exec prlimit --fsize=3000000:unlimited \"$0\" serve --listen 127.0.0.1:0 --data \"$1\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_rapport"))
+        .arg(&data)
+        .env("RAPPORT_ADMIN_TOKEN", ADMIN)
+        .env("RAPPORT_CACHE_DIR", dir.path().join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("rapport listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let s = Server { child, url, dir, data: data.clone(), log: None };
+    org(&s, "acme");
+    let owner = key(&s, "owner");
+    let customers_url = format!("{}/v1/orgs/acme/customers", s.url);
+
+    // Fill the "disk" with customers of 20 KB each until a write is refused.
+    let pad = "x".repeat(20_000);
+    let mut landed = 0;
+    let refusal = loop {
+        let (status, body) = json_call(
+            "POST",
+            &customers_url,
+            &owner,
+            json!({"name": format!("P{landed}"), "email": "p@example.com", "attributes": {"pad": pad}}),
+        );
+        match status {
+            201 => landed += 1,
+            _ => break (status, body),
+        }
+        assert!(landed < 1_000, "the file-size limit never bit");
+    };
+    assert!(landed > 0, "not one write fitted: the limit is too small for the test");
+    assert_eq!(refusal.0, 507, "{}", refusal.1);
+    let detail = refusal.1["detail"].as_str().unwrap();
+    assert!(detail.contains("nothing of this request was stored") && detail.contains("free space"), "{detail}");
+
+    // A refused import lands nothing either; reads still answer.
+    let rows: String = (0..5)
+        .map(|n| {
+            json!({"source": "shop", "external_id": format!("big-{n}"), "attributes": {"pad": pad}}).to_string() + "\n"
+        })
+        .collect();
+    let (status, _, out) = call(
+        "POST",
+        &format!("{}/v1/orgs/acme/import?kind=customers", s.url),
+        Some(&owner),
+        "application/x-ndjson",
+        rows.as_bytes(),
+    );
+    assert_eq!(status, 507, "{out}");
+    assert_eq!(customers(&s).len(), landed, "the list answers, with exactly the landed customers");
+    let audited = audit(&s).iter().filter(|a| a["action"] == "customer.create").count();
+    assert_eq!(audited, landed, "one audit row per landed write, none for the refused ones");
+
+    // The operator makes room: writes work again, in the same process.
+    let raised = Command::new("prlimit")
+        .args(["--pid", &s.child.id().to_string(), "--fsize=unlimited:unlimited"])
+        .status()
+        .unwrap();
+    assert!(raised.success());
+    let (status, body) =
+        json_call("POST", &customers_url, &owner, json!({"name": "After", "email": "after@example.com"}));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(customers(&s).len(), landed + 1);
+
+    let mut s = s;
+    s.stop();
+    let conn = rusqlite::Connection::open(data.join("rapport.db")).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// SQL injection, path traversal, shell and markup payloads in every kind of string input — path
+/// segments, query values, JSON fields, a plugin's name — are data: no 5xx, what is stored comes
+/// back byte for byte, nothing reaches another organization, and the database is whole after.
+#[test]
+fn injection_and_traversal_strings_are_only_ever_data() {
+    use crate::server::urlencode;
+
+    let s = serve();
+    org(&s, "acme");
+    org(&s, "beta");
+    let owner = key(&s, "owner");
+    for n in 0..3 {
+        let (status, c) = json_call(
+            "POST",
+            &format!("{}/v1/orgs/beta/customers", s.url),
+            ADMIN,
+            json!({"name": format!("Beta {n}")}),
+        );
+        assert_eq!(status, 201, "{c}");
+    }
+    let beta_before = json_call("GET", &format!("{}/v1/orgs/beta/customers", s.url), ADMIN, Value::Null).1;
+    let payloads = [
+        "' OR '1'='1",
+        "\"; DROP TABLE customers; --",
+        "1; DELETE FROM audit WHERE 1=1",
+        "x') UNION SELECT * FROM api_keys --",
+        "../../../../etc/passwd",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "..\\..\\windows\\win.ini",
+        "$(rm -rf /) `id`",
+        "<script>alert(1)</script>",
+        "%00\u{0001}",
+        "beta",
+    ];
+    let api = |path: &str| format!("{}/v1/orgs/acme{path}", s.url);
+    let mut answers: Vec<(String, u16)> = Vec::new();
+    let mut seen = |what: String, status: u16, body: &str| {
+        assert!(status < 500, "{what}: {status} {body}");
+        assert!(!body.contains("Beta "), "{what} answered another organization's data: {body}");
+        answers.push((what, status));
+    };
+    let wasm = std::fs::read(built::REQUIRE_CONTACT).unwrap();
+    for p in payloads {
+        let e = urlencode(p);
+        // JSON fields: stored as given, read back as stored.
+        let body = json!({"name": p, "branch": p, "tags": [p], "attributes": {"note": p, p: 1},
+            "external_ids": [{"source": p, "external_id": p}]});
+        let (status, c) = json_call("POST", &api("/customers"), &owner, body);
+        seen(format!("create {p:?}"), status, &c.to_string());
+        if status == 201 {
+            let (_, got) = json_call("GET", &api(&format!("/customers/{}", c["id"])), &owner, Value::Null);
+            assert_eq!(got["name"], p, "{got}");
+            assert_eq!(got["attributes"]["note"], p);
+            assert_eq!(got["tags"][0], p);
+            // Found again through the filter language, quoted as a string.
+            let quoted = rapport::store::filter::quote(p);
+            let (status, page) = json_call(
+                "GET",
+                &api(&format!("/customers?filter={}", urlencode(&format!("name = {quoted}")))),
+                &owner,
+                Value::Null,
+            );
+            assert_eq!(status, 200, "{page}");
+            assert!(page["items"].as_array().unwrap().iter().any(|i| i["id"] == c["id"]), "{p:?}: {page}");
+            let (status, page) =
+                json_call("GET", &api(&format!("/customers?source={e}&external_id={e}")), &owner, Value::Null);
+            assert_eq!((status, page["items"][0]["id"].clone()), (200, c["id"].clone()), "{p:?}: {page}");
+        }
+        // Query values and path segments.
+        for path in [
+            format!("/customers?filter={e}"),
+            format!("/customers?cursor={e}"),
+            format!("/customers/{e}"),
+            format!("/customers/{e}/timeline?before={e}"),
+            format!("/branches/{e}"),
+            format!("/segments/{e}/customers"),
+            format!("/plugins/{e}/versions"),
+            format!("/plugins/{e}/logs?before={e}"),
+            format!("/audit?cursor={e}"),
+        ] {
+            let (status, _, body) = call("GET", &api(&path), Some(&owner), "", b"");
+            seen(format!("GET {path}"), status, &body);
+        }
+        let (status, _, body) = call("GET", &format!("{}/v1/orgs/{e}/customers", s.url), Some(&owner), "", b"");
+        seen(format!("GET org {p:?}"), status, &body);
+        assert_eq!(status, 404, "an organization named by a payload is another, missing one: {body}");
+        for (method, path, body) in [
+            ("PUT", format!("/branches/{e}"), json!({"name": p})),
+            (
+                "PUT",
+                format!("/segments/{e}"),
+                json!({"filter": format!("name = {}", rapport::store::filter::quote(p))}),
+            ),
+            ("POST", format!("/import?kind={e}"), Value::Null),
+        ] {
+            let (status, out) = json_call(method, &api(&path), &owner, body);
+            seen(format!("{method} {path}"), status, &out.to_string());
+        }
+        // A plugin named by the payload: refused as a name, or stored as one — never a path.
+        let (status, _, out) =
+            call("POST", &api(&format!("/plugins?name={e}")), Some(&owner), "application/wasm", &wasm);
+        seen(format!("install {p:?}"), status, &out);
+    }
+    assert!(answers.len() > 100, "{} requests", answers.len());
+
+    // Beta is untouched, and the database is whole.
+    let beta_after = json_call("GET", &format!("{}/v1/orgs/beta/customers", s.url), ADMIN, Value::Null).1;
+    assert_eq!(beta_before, beta_after);
+    assert!(!audit(&s).is_empty(), "the audit log is still there");
+    let mut s = s;
+    s.stop();
+    let conn = rusqlite::Connection::open(s.data.join("rapport.db")).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name IN ('customers', 'audit', 'api_keys')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(tables, 3, "every table is still there");
+}
+
+/// The console's uploads stream to disk past axum's default body limit; the server's upload
+/// limit still bounds every console body (a multipart form's small fields included), before any
+/// session or CSRF check reads it.
+#[test]
+fn a_console_upload_over_the_upload_limit_is_refused_before_it_is_read() {
+    let s = crate::server::serve_args(&["--upload-limit-mib", "1"], &[]);
+    org(&s, "acme");
+    let addr = s.url.strip_prefix("http://").unwrap().to_owned();
+    for path in ["/orgs/acme/import", "/orgs/acme/plugins", "/sign-in"] {
+        use std::io::{Read, Write};
+        // The body is announced, not sent: a refusal that waited to read it would hang here.
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        write!(
+            c,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=x\r\n\
+             Content-Length: {}\r\n\r\n--x",
+            (1 << 20) + 1
+        )
+        .unwrap();
+        let mut status = [0u8; 12];
+        c.read_exact(&mut status).unwrap();
+        assert_eq!(&status, b"HTTP/1.1 413", "{path}: {}", String::from_utf8_lossy(&status));
+    }
+    assert!(customers(&s).is_empty());
+}

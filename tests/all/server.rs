@@ -94,9 +94,11 @@ fn spawn(dir: tempfile::TempDir, data: PathBuf, args: &[&str], envs: &[(&str, &s
         .stderr(stderr)
         .spawn()
         .expect("rapport serve starts");
-    let stdout = child.stdout.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
+    // Keep reading what it prints later (demo lines), as a terminal would.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let url =
         line.trim().strip_prefix("rapport listening on ").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
     Server { child, url, dir, data, log }
@@ -134,4 +136,14 @@ pub fn install_enabled(s: &Server, org: &str, token: &str, name: &str, wasm_path
     assert_eq!(status, 201, "installing {name}: {out}");
     let (status, out) = json_call("POST", &format!("{url}/{name}/enable"), token, Value::Null);
     assert_eq!(status, 200, "enabling {name}: {out}");
+}
+
+/// `text` percent-encoded for a URL path segment or query value (every byte but unreserved ones).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -65,6 +65,18 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, "Precondition failed", e.to_string())
             }
+            other if other.is_storage_failure() => {
+                tracing::error!("the database cannot be written: {other}; free space on the data volume");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "Storage full or failing",
+                    format!(
+                        "the server could not write to its database ({other}); nothing of this request was stored. \
+                         Reads still work; the operator must free space on the data volume (or replace a failing \
+                         disk), then retry"
+                    ),
+                )
+            }
             other => {
                 tracing::error!("store error: {other}");
                 ApiError::internal(other.to_string())

@@ -188,22 +188,31 @@ pub fn restore_from(dir: &Path, input: &Path) -> Result<RestoreReport> {
         false => None,
     };
 
+    // The swap keeps a whole database under the name `rapport.db` at every instant, so a restore
+    // killed at any point (`kill -9`, power loss) leaves either the old database or the new one,
+    // never none — a server started on a directory without `rapport.db` would create an empty one.
+    // The old database gets its second name by a hard link, then the new one replaces the name
+    // in one atomic rename.
+    sync_file(&incoming)?;
     let previous = match guard.is_some() {
         true => {
             let aside = aside_name(&target);
-            rename(&target, &aside)?;
-            // Leftovers of the old database's WAL go with it (its checkpoint above emptied them).
+            // Leftovers of the old database's WAL go with it (leaving WAL mode above checkpointed
+            // and emptied them; a stale `-wal` must never meet the new database).
             for side in ["-wal", "-shm"] {
                 let file = with_suffix(&target, side);
                 if file.exists() {
                     rename(&file, &with_suffix(&aside, side))?;
                 }
             }
+            std::fs::hard_link(&target, &aside)
+                .map_err(|source| StoreError::Open { path: aside.display().to_string(), source })?;
             Some(aside)
         }
         false => None,
     };
     rename(&incoming, &target)?;
+    sync_file(dir)?;
     drop(guard);
     Ok(RestoreReport { restored: target, from: input.to_owned(), schema_version: version, previous })
 }
@@ -309,6 +318,13 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+/// Flush a file (or a directory, so that a rename in it is durable) to the disk.
+fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| StoreError::Open { path: path.display().to_string(), source })
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
