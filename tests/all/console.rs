@@ -479,6 +479,15 @@ fn the_dashboard_counts_within_the_scope_and_shows_owners_the_latest_denials() {
         );
         assert_eq!(status, 201, "{out}");
     }
+    // One touch this week (the tickets above are from September 2026).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let (status, out) = json_call(
+        "POST",
+        &format!("{}/v1/orgs/acme/interactions", s.url),
+        &owner,
+        json!({"customer": bkk, "kind": "call", "channel": "phone", "occurred_at": now}),
+    );
+    assert_eq!(status, 201, "{out}");
     let (status, _) =
         json_call("POST", &format!("{}/v1/orgs/acme/customers", s.url), &owner, json!({"name": "Nobody"}));
     assert_eq!(status, 422);
@@ -504,6 +513,8 @@ fn the_dashboard_counts_within_the_scope_and_shows_owners_the_latest_denials() {
     let d = b.get("/orgs/acme");
     assert_eq!(d.status, 200, "{}", d.body);
     assert!(d.body.contains("<div class=\"big\">2</div>"), "two customers: {}", d.body);
+    let this_week = |n: u64| format!("Interactions in the last 7 days</div><div class=\"big\">{n}</div>");
+    assert!(d.body.contains(&this_week(1)), "one interaction this week: {}", d.body);
     assert!(
         d.body.contains("<td>BKK</td><td class=\"num\">2</td><td class=\"num\"><span class=\"error\">1</span></td>"),
         "two open tickets in BKK, one overdue: {}",
@@ -519,6 +530,7 @@ fn the_dashboard_counts_within_the_scope_and_shows_owners_the_latest_denials() {
     let d = a.get("/orgs/acme");
     assert!(d.body.contains("<div class=\"big\">1</div>"), "{}", d.body);
     assert!(!d.body.contains("<td>BKK</td>"), "{}", d.body);
+    assert!(d.body.contains(&this_week(0)), "BKK's call is outside CNX's scope: {}", d.body);
     assert!(!d.body.contains("needs an email or a phone number"), "{}", d.body);
 }
 

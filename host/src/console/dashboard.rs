@@ -17,7 +17,7 @@ labels! {
     enum T {
         Customers: "Customers", "ลูกค้า";
         ActiveWeek: "Customers with an interaction in the last 7 days", "ลูกค้าที่มีการติดต่อใน 7 วันที่ผ่านมา";
-        Interactions: "Interactions", "การติดต่อ";
+        Interactions: "Interactions in the last 7 days", "การติดต่อใน 7 วันที่ผ่านมา";
         OpenTickets: "Open and overdue tickets per branch", "ตั๋วที่เปิดอยู่และเกินกำหนดตามสาขา";
         NoBranch: "(no branch)", "(ไม่มีสาขา)";
         Segments: "Segments", "กลุ่มลูกค้า";
@@ -80,13 +80,12 @@ async fn show(page: OrgPage) -> Result<Markup, PageError> {
                 group_by: vec!["branch".into()],
                 aggregations: vec![
                     Aggregation { op: AggregateOp::Sum, field: Some("tickets.open".into()) },
-                    Aggregation { op: AggregateOp::Sum, field: Some("interactions.count".into()) },
                     Aggregation { op: AggregateOp::Sum, field: Some("tickets.overdue".into()) },
                 ],
                 limit: 200,
             })?;
             let column = |i: usize| -> Vec<f64> { sums.values.get(i).map(|c| c.values.clone()).unwrap_or_default() };
-            let (open, touches, overdue) = (column(0), column(1), column(2));
+            let (open, overdue) = (column(0), column(1));
             let branches = sums.keys.first().map(|k| k.values.clone()).unwrap_or_default();
             let tickets: Vec<(Option<String>, u64, u64)> = branches
                 .into_iter()
@@ -94,7 +93,7 @@ async fn show(page: OrgPage) -> Result<Markup, PageError> {
                 .map(|(b, (n, late))| (b, *n as u64, *late as u64))
                 .filter(|(_, n, _)| *n > 0)
                 .collect();
-            let interactions = touches.iter().sum::<f64>() as u64;
+            let interactions = store.count_interactions_since(&within("", scope_filter)?, now - 7 * 86_400_000)?;
             let mut segments = Vec::new();
             for s in store.segments()? {
                 let size = within(&s.filter, scope_filter).and_then(|f| store.count_customers(&f)).unwrap_or(0);

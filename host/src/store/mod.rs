@@ -434,6 +434,19 @@ impl OrgStore {
         Ok(self.conn()?.query_row(scoped(&sql), rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))? as u64)
     }
 
+    /// How many interactions of the customers matching `filter` occurred at or after `since`
+    /// (the console's "interactions this week", within a caller's scope).
+    pub fn count_interactions_since(&self, filter: &str, since: Timestamp) -> Result<u64> {
+        let parsed = filter::parse(filter)?;
+        let mut params: Vec<Value> = vec![Value::Integer(self.org.id), Value::Integer(since)];
+        let condition = filter::to_sql(&parsed, &mut params);
+        let sql = format!(
+            "SELECT count(*) FROM interactions i WHERE i.org_id = ?1 AND i.occurred_at >= ?2 AND i.customer_id IN \
+             (SELECT c.id FROM customers c WHERE c.org_id = ?1 AND {condition})"
+        );
+        Ok(self.conn()?.query_row(scoped(&sql), rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// A customer's interactions, newest first, before the cursor `"<occurred_at>:<id>"`.
     pub fn timeline(
         &self,
