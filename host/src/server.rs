@@ -231,6 +231,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         // Tests and scripts read this first line for the address.
         say!("rapport listening on http://{addr}");
         if let Some(token) = demo_key {
+            say!("  console:   http://{addr}/   (sign in with the owner key below)");
             say!("  docs:      http://{addr}/docs");
             say!("  demo org:  http://{addr}/v1/orgs/demo   (owner key, shown once: {token})");
             say!("  try:       curl -H 'Authorization: Bearer {token}' http://{addr}/v1/orgs/demo/customers?limit=3");

@@ -88,6 +88,7 @@ fn the_demo_server_starts_with_data_plugins_and_a_working_key() {
     }
     let (url, token) = (url.expect("the URL is printed"), token.expect("a demo key is printed"));
     assert!(printed.iter().any(|l| l.contains(&format!("{url}/docs"))), "{printed:?}");
+    assert!(printed.iter().any(|l| l.contains("console:") && l.contains(&format!("{url}/"))), "{printed:?}");
 
     let (status, list) = json_call("GET", &format!("{url}/v1/orgs/demo/customers?limit=5"), &token, Value::Null);
     assert_eq!(status, 200, "{list}");
