@@ -52,11 +52,20 @@ run: plugins
 	cp $(addprefix $(WASM)/,$(DEMO_WASM)) $(DEMO_PLUGINS)/
 	$(RAPPORT) serve --data rapport-data --demo true --demo-plugins $(DEMO_PLUGINS)
 
-# Every test: host, plugins built from source (Rust, TypeScript, Python), CLI end to end, then
-# the web console in headless Chromium on the debug binary and the plugins the line above built
-# (a screenshot per page in target/screenshots/).
+# The standard plugins whose logic has unit tests: they run natively (the plugins' workspace
+# builds for wasm32-wasip2 by default), each on its own as it is built (SDK features per world).
+PLUGIN_UNIT_TESTS := plugin-kit clv-model consent network-compliance service-standard rfm churn-risk \
+	service-report segments-summary downline-report campaign-targets
+HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+
+# Every test: host, plugins built from source (Rust, TypeScript, Python), CLI end to end; the
+# standard plugins' own unit tests; then the web console in headless Chromium on the debug
+# binary and the plugins the first line built (a screenshot per page in target/screenshots/).
 test: setup-test
 	cargo test --workspace
+	cd plugins && for p in $(PLUGIN_UNIT_TESTS); do \
+		CARGO_TARGET_DIR=$(PLUGINS_TARGET) cargo test --quiet -p $$p --target $(HOST_TRIPLE) || exit 1; \
+	done
 	cd tests/browser && RAPPORT_DEMO_WASM="$(DEMO_WASM)" node --test console.test.mjs
 
 bench: setup-test

@@ -231,6 +231,20 @@ fn churn_risk_scores_demo_customers_from_recency_tickets_and_sentiment() {
     );
     assert_eq!(status, 200, "{out}");
     assert_eq!(config(), json!({"timeline_limit": 500, "explain": true}));
+    // One open ticket that is not overdue (due in 2096), for a customer who has bought: open
+    // and overdue counts must then differ for them (every generated open ticket is overdue).
+    let buyer = (0..demo.customers.len())
+        .map(|k| format!("c-{k}"))
+        .find(|ext| demo.interactions_of(ext).iter().any(|i| i["kind"] == "purchase"))
+        .unwrap();
+    let (status, out) = json_call(
+        "POST",
+        &demo.url("/interactions"),
+        &demo.token,
+        json!({"customer": demo.id(&buyer), "kind": "ticket", "channel": "phone", "occurred_at": now(),
+               "ticket": {"status": "open", "due_at": 4_000_000_000_000i64}}),
+    );
+    assert_eq!(status, 201, "{out}");
     let before = now();
     demo.rescore();
     let after = now();
@@ -254,11 +268,13 @@ fn churn_risk_scores_demo_customers_from_recency_tickets_and_sentiment() {
 
         let tickets: Vec<&&Value> = mine.iter().filter(|i| i["kind"] == "ticket").collect();
         let open = tickets.iter().filter(|t| t["ticket"]["status"] != "closed").count() as f64;
-        // Demo tickets were due two days after opening, in the demo's past: every open one is overdue.
-        assert_eq!(score("open_tickets"), Some(open), "{ext}");
+        // Demo tickets were due two days after opening, in the demo's past: every open one is
+        // overdue; the buyer's extra ticket is open, recent and not overdue.
+        let extra = if ext == buyer { 1.0 } else { 0.0 };
+        assert_eq!(score("open_tickets"), Some(open + extra), "{ext}");
         assert_eq!(score("overdue_tickets"), Some(open), "{ext}");
         let recent = tickets.iter().filter(|t| at(t) >= before - 90 * DAY).count() as f64;
-        assert_eq!(score("recent_tickets"), Some(recent), "{ext}");
+        assert_eq!(score("recent_tickets"), Some(recent + extra), "{ext}");
         with_tickets += usize::from(!tickets.is_empty());
 
         // The newest five texts, newest first.
@@ -278,9 +294,9 @@ fn churn_risk_scores_demo_customers_from_recency_tickets_and_sentiment() {
         // The default weights, each factor's contribution, and the logistic of their sum.
         let expected = [
             ("contribution_recency", 0.5 * days.min(365.0) / 30.0),
-            ("contribution_open_tickets", 0.4 * open),
+            ("contribution_open_tickets", 0.4 * (open + extra)),
             ("contribution_overdue_tickets", 0.8 * open),
-            ("contribution_recent_tickets", 0.3 * recent),
+            ("contribution_recent_tickets", 0.3 * (recent + extra)),
             ("contribution_sentiment", sentiment.map_or(0.0, |s| -1.5 * s)),
         ];
         let mut z = -3.0;

@@ -349,13 +349,15 @@ describe('the web console in Chromium', { concurrency: 1 }, () => {
 
   it('refuses an upload that does not carry the session\'s CSRF token, and nothing lands', async () => {
     const before = await api(server, 'GET', '/v1/orgs/demo/plugins', server.ownerKey);
-    const status = await page.evaluate(async () => {
+    // A real component, which the install would take with the right token: only the token stops it.
+    const component = [...readFileSync(join(WASM, 'require_contact.wasm'))];
+    const status = await page.evaluate(async (bytes) => {
       const form = new FormData();
       form.append('name', 'forged');
-      form.append('component', new Blob([new Uint8Array([0, 97, 115, 109])]), 'forged.wasm');
+      form.append('component', new Blob([new Uint8Array(bytes)]), 'forged.wasm');
       const res = await fetch('/orgs/demo/plugins?_csrf=not-the-token', { method: 'POST', body: form });
       return res.status;
-    });
+    }, component);
     assert.equal(status, 403);
     const now = await api(server, 'GET', '/v1/orgs/demo/plugins', server.ownerKey);
     assert.deepEqual(now.items.map((p) => p.name), before.items.map((p) => p.name));

@@ -507,7 +507,7 @@ async fn report_csv(page: OrgPage, Path((_, id)): Path<(String, String)>) -> Res
     };
     write(&mut w, &["line", "outcome", "message"])?;
     for (line, outcome, message) in rows(&report) {
-        write(&mut w, &[&line.to_string(), outcome, message])?;
+        write(&mut w, &[&line.to_string(), outcome, &crate::pipeline::report::spreadsheet_safe(message)])?;
     }
     let bytes = w.into_inner().map_err(|e| page.fail(ApiError::internal(format!("writing the report: {e}"))))?;
     Ok(attachment(

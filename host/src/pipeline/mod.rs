@@ -15,7 +15,7 @@
 mod actions;
 mod import;
 mod registry;
-mod report;
+pub(crate) mod report;
 mod scoring;
 mod trial;
 

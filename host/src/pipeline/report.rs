@@ -108,10 +108,23 @@ fn csv(report: &Report) -> String {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     w.write_record(report.columns.iter().map(|c| c.name.as_str())).expect("writing to memory");
     for row in &report.rows {
-        w.write_record(row.iter().zip(&report.columns).map(|(cell, col)| cell_text(cell, col.ty)))
-            .expect("writing to memory");
+        w.write_record(row.iter().zip(&report.columns).map(|(cell, col)| match cell {
+            Cell::Text(t) => spreadsheet_safe(t).into_owned(),
+            other => cell_text(other, col.ty),
+        }))
+        .expect("writing to memory");
     }
     String::from_utf8(w.into_inner().expect("writing to memory")).expect("CSV of UTF-8 strings")
+}
+
+/// A text cell as a spreadsheet will not run it: text that starts like a formula (`=`, `+`, `-`,
+/// `@`, a tab or a carriage return) gets a leading `'`. Names and notes come from imports and
+/// agents, and CSV exports are opened in spreadsheets (OWASP's "CSV injection").
+pub(crate) fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
+        _ => text.into(),
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -411,6 +424,17 @@ mod tests {
         let line = |name: &str| svg.find(&format!(">{name}<")).unwrap_or_else(|| panic!("{name} in {svg}"));
         assert!(line("root") < line("b") && line("b") < line("b-child"), "depth first: {svg}");
         assert!(svg.contains("volume: 5"), "values beside the name: {svg}");
+    }
+
+    /// A formula typed into a name is exported as text; numbers stay numbers.
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_exported_as_text() {
+        let report = tree(&[("=HYPERLINK(\"http://x\")", None, -5), ("@SUM(A1)", None, 1), ("Ann", None, 2)]);
+        let text = csv(&report);
+        assert!(text.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{text}");
+        assert!(text.contains("'@SUM(A1)"), "{text}");
+        assert!(text.contains("Ann,,2"), "{text}");
+        assert!(text.contains(",-5"), "a negative number stays a number: {text}");
     }
 
     /// A parent cycle or a missing parent never loops or loses the table: unreachable nodes are
