@@ -114,7 +114,7 @@ impl Reporter for CampaignTargets {
             }
         }
         log!(Info, "{} targets; {refused} without a valid consent, {no_address} without an address", rows.len());
-        let column = |name: &str, type_| ReportColumn { name: name.into(), type_ };
+        let column = ReportColumn::new;
         Ok(Report {
             title: Some(format!(
                 "{} on {channel}: {} customers ({refused} left out for consent, {no_address} for no address)",

@@ -84,18 +84,15 @@ impl Reporter for DownlineReport {
         if params.active_days == 0 {
             return Err(param("must be at least 1 day", "active_days"));
         }
-        let volumes = aggregate(
-            String::new(),
-            vec![Aggregation { op: AggregateOp::Sum, field: Some("purchases.total_minor".into()) }],
-        )?;
+        let volumes = aggregate(String::new(), vec![Aggregation::of(AggregateOp::Sum, "purchases.total_minor")])?;
         // The newest interaction (the default as_of) and the newest purchase (the earliest as_of
         // the host's aggregates can answer for), in one call.
         let newest = store::aggregate(&AggregateQuery {
             filter: String::new(),
             group_by: Vec::new(),
             aggregations: vec![
-                Aggregation { op: AggregateOp::Max, field: Some("interactions.last".into()) },
-                Aggregation { op: AggregateOp::Max, field: Some("purchases.last".into()) },
+                Aggregation::of(AggregateOp::Max, "interactions.last"),
+                Aggregation::of(AggregateOp::Max, "purchases.last"),
             ],
             limit: 1,
         })
@@ -202,7 +199,7 @@ impl Reporter for DownlineReport {
                 ]
             })
             .collect();
-        let column = |name: &str, type_| ReportColumn { name: name.into(), type_ };
+        let column = ReportColumn::new;
         Ok(Report {
             title: Some(format!(
                 "Downline performance, active = a purchase in the {} days to {}",

@@ -206,3 +206,17 @@ macro_rules! config_schema {
         };
     };
 }
+
+impl crate::ReportColumn {
+    /// A report column: `ReportColumn::new("customers", ColumnType::Integer)`.
+    pub fn new(name: impl Into<String>, type_: crate::ColumnType) -> Self {
+        crate::ReportColumn { name: name.into(), type_ }
+    }
+}
+
+impl crate::Aggregation {
+    /// One summary of a field per group: `Aggregation::of(AggregateOp::Sum, "purchases.total_minor")`.
+    pub fn of(op: crate::AggregateOp, field: impl Into<String>) -> Self {
+        crate::Aggregation { op, field: Some(field.into()) }
+    }
+}

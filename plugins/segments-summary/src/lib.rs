@@ -55,11 +55,10 @@ impl Reporter for SegmentsSummary {
             serde_json::from_str(&params).map_err(|e| PluginError::field(format!("invalid params: {e}"), "params"))?;
         dotted(&params.label, "label")?;
         let label = format!("label.{}", params.label);
-        let mut aggregations = vec![Aggregation { op: AggregateOp::Sum, field: Some("purchases.total_minor".into()) }];
+        let mut aggregations = vec![Aggregation::of(AggregateOp::Sum, "purchases.total_minor")];
         if !params.value_score.is_empty() {
             dotted(&params.value_score, "value_score")?;
-            aggregations
-                .push(Aggregation { op: AggregateOp::Mean, field: Some(format!("score.{}", params.value_score)) });
+            aggregations.push(Aggregation::of(AggregateOp::Mean, format!("score.{}", params.value_score)));
         }
         let money = store::aggregate(&AggregateQuery {
             filter: params.filter.clone(),
@@ -128,7 +127,7 @@ impl Reporter for SegmentsSummary {
                 row
             });
         }
-        let column = |name: &str, type_| ReportColumn { name: name.into(), type_ };
+        let column = ReportColumn::new;
         Ok(Report {
             title: Some(match &moves {
                 Ok(_) => format!("Segments by {}", params.label),

@@ -76,7 +76,7 @@ impl Reporter for ServiceReport {
         let summary = store::aggregate(&AggregateQuery {
             filter: filter.clone(),
             group_by: Vec::new(),
-            aggregations: vec![Aggregation { op: AggregateOp::Max, field: Some("interactions.last".into()) }],
+            aggregations: vec![Aggregation::of(AggregateOp::Max, "interactions.last")],
             limit: 1,
         })
         .map_err(|e| param(e, "filter"))?;
@@ -113,7 +113,7 @@ impl Reporter for ServiceReport {
         }
 
         let rows = logic::summarize(&tickets, &by, as_of);
-        let column = |name: &str, type_| ReportColumn { name: name.into(), type_ };
+        let column = ReportColumn::new;
         let mut columns: Vec<ReportColumn> = by.iter().map(|&k| column(KEYS[k], ColumnType::Text)).collect();
         // A chart needs one category column: the keys joined, when there are several.
         let joined = by.len() > 1;

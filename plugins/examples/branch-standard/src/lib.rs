@@ -20,10 +20,6 @@ struct Params {
 
 struct BranchStandard;
 
-fn of(op: AggregateOp, field: &str) -> Aggregation {
-    Aggregation { op, field: Some(field.into()) }
-}
-
 impl Reporter for BranchStandard {
     fn run(params: String) -> Result<Report, PluginError> {
         let params: Params =
@@ -32,9 +28,9 @@ impl Reporter for BranchStandard {
             filter: params.filter,
             group_by: vec!["branch".into()],
             aggregations: vec![
-                of(AggregateOp::Sum, "tickets.open"),
-                of(AggregateOp::Mean, "tickets.count"),
-                of(AggregateOp::P50, "purchases.total_minor"),
+                Aggregation::of(AggregateOp::Sum, "tickets.open"),
+                Aggregation::of(AggregateOp::Mean, "tickets.count"),
+                Aggregation::of(AggregateOp::P50, "purchases.total_minor"),
             ],
             limit: 1000,
         })
@@ -54,7 +50,7 @@ impl Reporter for BranchStandard {
                 ]
             })
             .collect();
-        let column = |name: &str, type_| ReportColumn { name: name.into(), type_ };
+        let column = ReportColumn::new;
         Ok(Report {
             title: Some("Branch service standard".into()),
             columns: vec![
