@@ -10,18 +10,23 @@
 //!    hostile policies (an endless loop, a plugin waiting in host calls) run in parallel threads,
 //!    each call until its CPU deadline. The slowdown factor is the figure (`BENCH_ATTACKERS`,
 //!    default "2,8" threads).
+//! 5. Neighbour: one organization's write latency (p50, p99) alone, and while another
+//!    organization imports 2,000 customers through a policy that burns its whole CPU limit on
+//!    every record (10 ms here, fail-open): the import's policies run with no lock held, so the
+//!    neighbour waits at most for a commit.
 //!
 //! `BENCH_WRITES` (default 3000), `BENCH_CUSTOMERS` (default 200 000; the 1M figure in
-//! BENCHMARKS.md sets 1000000), `BENCH_ORGS` (default 1000), `BENCH_ONLY=writes|rescore|density|hostile`.
+//! BENCHMARKS.md sets 1000000), `BENCH_ORGS` (default 1000), `BENCH_ONLY=writes|rescore|density|hostile|neighbour`.
 
 use std::time::{Duration, Instant};
 
 use rapport::demo::DemoSpec;
 use rapport::model::{Actor, Customer, FeatureBatch, LabelColumn, Origin, ScoreBatch, ScorerSpec};
 use rapport::pipeline::Scoring;
+use rapport::pipeline::{ImportFormat, ImportKind};
 use rapport::pipeline::{NativeScorer, Pipeline, Settings, Write};
 use rapport::plugins::{Meter, Runtime, RuntimeConfig};
-use rapport::store::{ImportFormat, ImportKind, Store};
+use rapport::store::Store;
 use rapport_test_plugins as wasm;
 use serde_json::json;
 
@@ -33,7 +38,7 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn owner() -> Actor {
-    Actor { name: "bench".into(), role: "owner".into() }
+    Actor { name: "bench".into(), role: rapport::model::Role::Owner }
 }
 
 fn pipeline(dir: &std::path::Path, max_instances: u32) -> Pipeline {
@@ -61,6 +66,88 @@ fn main() {
     if only.is_empty() || only == "hostile" {
         hostile();
     }
+    if only.is_empty() || only == "neighbour" {
+        neighbour();
+    }
+}
+
+/// p50 and p99 of `n` customer writes to `org`, in µs.
+fn write_latencies(p: &Pipeline, org: &str, n: u64, tag: &str) -> (u64, u64) {
+    let mut latencies: Vec<u64> = (0..n)
+        .map(|i| {
+            let c = Customer {
+                name: Some(format!("{tag} {i}")),
+                email: Some(format!("{tag}{i}@example.com")),
+                ..Customer::default()
+            };
+            let t = Instant::now();
+            p.write(org, &owner(), Origin::Api, Write::CreateCustomer(c)).unwrap();
+            t.elapsed().as_micros() as u64
+        })
+        .collect();
+    latencies.sort_unstable();
+    (latencies[latencies.len() / 2], latencies[latencies.len() * 99 / 100])
+}
+
+fn neighbour() {
+    use rapport::store::FailureMode;
+
+    let n = env("BENCH_WRITES", 3000) / 3;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let runtime =
+        Runtime::new(RuntimeConfig { meter: Meter::Epoch, max_instances: 32, ..RuntimeConfig::default() }).unwrap();
+    let mut settings = Settings { failure_threshold: u64::MAX, ..Settings::default() };
+    settings.policy_limits.cpu_time = Duration::from_millis(10);
+    let p = Pipeline::new(store, runtime, settings);
+    for org in ["alpha", "beta"] {
+        p.store().create_org(org, org).unwrap();
+    }
+    install(&p, "beta", "contact", wasm::REQUIRE_CONTACT, json!({ "welcome_tag": "" }));
+    install(&p, "alpha", "hostile", wasm::HOSTILE_POLICY, json!({ "attack": "loop" }));
+    p.set_failure_mode("alpha", &owner(), "hostile", FailureMode::Open).unwrap();
+    let rows: String = (0..2000)
+        .map(|i| {
+            json!({"source": "shop", "external_id": format!("a-{i}"), "name": format!("A {i}")}).to_string() + "\n"
+        })
+        .collect();
+
+    println!();
+    println!("beta's writes ({n} per run, one thread) beside alpha's import of 2,000 customers through a policy");
+    println!("that burns its whole CPU limit (10 ms) on every record:");
+    let (alone_p50, alone_p99) = write_latencies(&p, "beta", n, "alone");
+    println!("  alone:              p50 {alone_p50:>6} µs, p99 {alone_p99:>6} µs");
+    let importer = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let report = p
+                .import(
+                    "alpha",
+                    &owner(),
+                    ImportKind::Customers,
+                    ImportFormat::Ndjson,
+                    std::io::Cursor::new(rows),
+                    |_| {},
+                    false,
+                )
+                .unwrap();
+            assert_eq!(report.accepted, 2000, "{report:?}");
+            t.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300)); // the import is under way
+    let (p50, p99) = write_latencies(&p, "beta", n, "beside");
+    let still_importing = !importer.is_finished();
+    let took = importer.join().unwrap();
+    println!(
+        "  beside the import:  p50 {p50:>6} µs, p99 {p99:>6} µs: p50 {:.2}x, p99 {:.2}x alone \
+         (the import took {:.1} s{})",
+        p50 as f64 / alone_p50 as f64,
+        p99 as f64 / alone_p99 as f64,
+        took.as_secs_f64(),
+        if still_importing { "; it was still running when beta's writes were done" } else { "" }
+    );
 }
 
 fn install(p: &Pipeline, org: &str, name: &str, path: &str, config: serde_json::Value) {
@@ -184,7 +271,7 @@ fn rescore() {
         (&files.customers, ImportKind::Customers),
         (&files.interactions, ImportKind::Interactions),
     ] {
-        org.import(&owner(), kind, ImportFormat::Ndjson, open(file), |_| {}).unwrap();
+        p.import("bench", &owner(), kind, ImportFormat::Ndjson, open(file), |_| {}, false).unwrap();
     }
     install(&p, "bench", "rank", wasm::SPEND_RANK, json!({}));
     let counts = org.counts().unwrap();
@@ -330,10 +417,17 @@ fn hostile() {
                     + "\n"
             })
             .collect();
-        p.org(attack)
-            .unwrap()
-            .import(&owner(), ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people), |_| {})
-            .unwrap();
+        // The attackers' customers arrive as a migration would: past their own hostile policy.
+        p.import(
+            attack,
+            &owner(),
+            ImportKind::Customers,
+            ImportFormat::Ndjson,
+            std::io::Cursor::new(people),
+            |_| {},
+            true,
+        )
+        .unwrap();
     }
     let counter = AtomicU64::new(0);
     // The good organization's writes: (rate per second, p99 latency in µs).

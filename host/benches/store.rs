@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use rapport::demo::DemoSpec;
 use rapport::model::Actor;
-use rapport::store::{ImportFormat, ImportKind, Store};
+use rapport::pipeline::{ImportFormat, ImportKind};
+use rapport::store::Store;
 
 fn main() {
     let customers: u64 = std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(170_000);
@@ -38,22 +39,28 @@ fn main() {
     let store = Store::open(&dir.path().join("data")).unwrap();
     store.create_org("bench", "Bench").unwrap();
     let org = store.org("bench").unwrap();
-    let actor = Actor { name: "bench".into(), role: "admin".into() };
+    let actor = Actor { name: "bench".into(), role: rapport::model::Role::Admin };
+    // Records come in through the write pipeline (with no plugins installed here).
+    let runtime = rapport::plugins::Runtime::new(rapport::plugins::RuntimeConfig::default()).unwrap();
+    let pipeline = rapport::pipeline::Pipeline::new(store.clone(), runtime, Default::default());
+    let import = |_: &rapport::store::OrgStore, actor: &Actor, kind, format, reader| {
+        pipeline.import("bench", actor, kind, format, reader, |_| {}, false)
+    };
     let open = |p: &std::path::Path| std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(p).unwrap());
     for (file, kind) in [(&files.distributors, ImportKind::Distributors), (&files.customers, ImportKind::Customers)] {
-        org.import(&actor, kind, ImportFormat::Ndjson, open(file), |_| {}).unwrap();
+        import(&org, &actor, kind, ImportFormat::Ndjson, open(file)).unwrap();
     }
 
     let start = Instant::now();
     let report =
-        org.import(&actor, ImportKind::Interactions, ImportFormat::Ndjson, open(&files.interactions), |_| {}).unwrap();
+        import(&org, &actor, ImportKind::Interactions, ImportFormat::Ndjson, open(&files.interactions)).unwrap();
     let import = start.elapsed();
     assert!(report.rejected.is_empty(), "{:?}", &report.rejected[..1]);
     let rows = report.created;
 
     let raw = raw_insert(&dir.path().join("raw"), &files.interactions);
     let per_sec = |d: Duration| rows as f64 / d.as_secs_f64();
-    println!("import {rows} interactions (NDJSON, batches of {}):", rapport::store::BATCH);
+    println!("import {rows} interactions (NDJSON, batches of {}):", rapport::pipeline::BATCH);
     println!("  rapport import: {:>9.0} rows/s ({:.2} s)", per_sec(import), import.as_secs_f64());
     println!("  raw insert:     {:>9.0} rows/s ({:.2} s)", per_sec(raw), raw.as_secs_f64());
     println!("  ratio to the raw limit: {:.2}x", raw.as_secs_f64() / import.as_secs_f64());

@@ -17,7 +17,8 @@ use rapport::runner::{Run, RunError};
 use rapport::server::{ServeArgs, ServeConfig};
 
 mod scaffold;
-use rapport::store::{ImportFormat, ImportKind, ImportReport, OrgStore, Store, StoreError};
+use rapport::pipeline::{ImportFormat, ImportKind, ImportReport, Pipeline, Settings};
+use rapport::store::{Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "rapport", version, about = "A self-hosted CRM whose business rules are WebAssembly plugins")]
@@ -715,11 +716,11 @@ fn import(file: &Path, org: &str, kind: KindArg, format: Option<FormatArg>, data
         KindArg::Interactions => ImportKind::Interactions,
         KindArg::Distributors => ImportKind::Distributors,
     };
-    let store = match Store::open(data).and_then(|s| s.org(org)) {
-        Ok(s) => s,
+    let pipeline = match local_pipeline(data) {
+        Ok(p) => p,
         Err(e) => return fail(EXIT_INPUT, e),
     };
-    match import_file(&store, file, kind, format) {
+    match import_file(&pipeline, org, file, kind, format) {
         Ok(report) => {
             println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
             ExitCode::SUCCESS
@@ -728,14 +729,28 @@ fn import(file: &Path, org: &str, kind: KindArg, format: Option<FormatArg>, data
     }
 }
 
-/// Stream one file into the store behind a byte-position progress bar (hidden when stderr is not
-/// a terminal): the file is never loaded whole.
-fn import_file(store: &OrgStore, file: &Path, kind: ImportKind, format: ImportFormat) -> Result<ImportReport, String> {
+/// The write pipeline over a local data directory: a local import meets the organization's
+/// policies exactly as one over the API does.
+fn local_pipeline(data: &Path) -> anyhow::Result<Pipeline> {
+    let store = Store::open(data)?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    Ok(Pipeline::new(store, runtime, Settings::default()))
+}
+
+/// Stream one file through the pipeline behind a byte-position progress bar (hidden when stderr
+/// is not a terminal): the file is never loaded whole.
+fn import_file(
+    pipeline: &Pipeline,
+    org: &str,
+    file: &Path,
+    kind: ImportKind,
+    format: ImportFormat,
+) -> Result<ImportReport, String> {
     let handle = std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let bar = byte_bar(handle.metadata().map_or(0, |m| m.len()), format!("{kind:?}").to_lowercase());
     let reader = std::io::BufReader::with_capacity(1 << 16, bar.wrap_read(handle));
-    let actor = Actor { name: "cli".into(), role: "admin".into() };
-    let report = store.import(&actor, kind, format, reader, |_| {});
+    let actor = Actor { name: "cli".into(), role: rapport::model::Role::Admin };
+    let report = pipeline.import(org, &actor, kind, format, reader, |_| {}, false);
     bar.finish_and_clear();
     report.map_err(|e| format!("import stopped: {e} (batches before this point are saved)"))
 }
@@ -752,20 +767,19 @@ fn byte_bar(len: u64, message: String) -> indicatif::ProgressBar {
 }
 
 fn demo(args: DemoArgs) -> ExitCode {
-    let store = match Store::open(&args.data) {
-        Ok(s) => s,
+    let pipeline = match local_pipeline(&args.data) {
+        Ok(p) => p,
         Err(e) => return fail(EXIT_INPUT, e),
     };
-    let org = match store.org(&args.org) {
-        Ok(org) => org,
+    match pipeline.store().org(&args.org) {
+        Ok(_) => {}
         Err(StoreError::NoSuchOrg(_)) => {
-            match store.create_org(&args.org, "Demo Organization").and_then(|_| store.org(&args.org)) {
-                Ok(org) => org,
-                Err(e) => return fail(EXIT_INPUT, e),
+            if let Err(e) = pipeline.store().create_org(&args.org, "Demo Organization") {
+                return fail(EXIT_INPUT, e);
             }
         }
         Err(e) => return fail(EXIT_INPUT, e),
-    };
+    }
     let out = args.out.unwrap_or_else(|| args.data.join(format!("demo-{}", args.org)));
     let spec = DemoSpec::new(args.seed, args.customers);
     let files = match rapport::demo::write(&spec, &out) {
@@ -778,7 +792,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         (&files.customers, ImportKind::Customers),
         (&files.interactions, ImportKind::Interactions),
     ] {
-        match import_file(&org, file, kind, ImportFormat::Ndjson) {
+        match import_file(&pipeline, &args.org, file, kind, ImportFormat::Ndjson) {
             Ok(report) if report.rejected.is_empty() => {}
             Ok(report) => return fail(EXIT_FAILED, format!("demo data was rejected: {:?}", &report.rejected[..1])),
             Err(e) => return fail(EXIT_FAILED, e),

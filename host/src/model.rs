@@ -268,6 +268,16 @@ impl Entity {
             .collect()
     }
 
+    /// The record's own id (a branch is known by its code instead).
+    pub fn id(&self) -> Option<Id> {
+        match self {
+            Entity::Customer(c) => Some(c.id),
+            Entity::Interaction(i) => Some(i.id),
+            Entity::Distributor(d) => Some(d.id),
+            Entity::Branch(_) => None,
+        }
+    }
+
     pub fn customer_id(&self) -> Option<Id> {
         match self {
             Entity::Customer(c) => Some(c.id),
@@ -288,12 +298,62 @@ pub enum Operation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub name: String,
-    pub role: String,
+    pub role: Role,
 }
 
 impl Default for Actor {
     fn default() -> Self {
-        Actor { name: "admin".into(), role: "admin".into() }
+        Actor { name: "admin".into(), role: Role::Admin }
+    }
+}
+
+/// Who a write is done as. The API's key roles are ordered, weakest first: each may do what the
+/// ones before it may. The host's own actors (a plugin's follow-up actions, the host disabling a
+/// failing plugin) come first, so that no check of a key's role lets them through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A plugin's follow-up actions.
+    Plugin,
+    /// The host itself (disabling a failing plugin, a scheduled job).
+    Host,
+    /// Reads.
+    ReadOnly,
+    /// Customers and interactions.
+    Agent,
+    /// Data, imports, reports and jobs.
+    Manager,
+    /// Everything in the organization, plugins and keys included.
+    Owner,
+    /// The admin token (and the operator's local commands): every organization.
+    Admin,
+}
+
+impl Role {
+    /// The roles an organization's API key may have.
+    pub const KEY_ROLES: [Role; 4] = [Role::ReadOnly, Role::Agent, Role::Manager, Role::Owner];
+
+    /// A key role by its name (`read-only`, `agent`, `manager`, `owner`).
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::KEY_ROLES.into_iter().find(|r| r.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Plugin => "plugin",
+            Role::Host => "host",
+            Role::ReadOnly => "read-only",
+            Role::Agent => "agent",
+            Role::Manager => "manager",
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use crate::api::{AppState, HttpLimits, hash_token, new_token};
 use crate::model::Actor;
-use crate::pipeline::{Pipeline, Settings};
+use crate::pipeline::{ImportFormat, ImportKind, Pipeline, Settings};
 use crate::plugins::{Runtime, RuntimeConfig};
-use crate::store::{DataLock, ImportFormat, ImportKind, NewKey, Store, StoreError};
+use crate::store::{DataLock, NewKey, Store, StoreError};
 use crate::webhooks::WebhookConfig;
 
 /// Operator-facing lines on stdout. A closed stdout (a supervisor that stopped reading, a script
@@ -245,7 +245,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// installed and enabled, and a fresh owner key each start (returned to be printed).
 fn seed_demo(pipeline: &Pipeline, demo: &Demo, data: &Path) -> anyhow::Result<Option<String>> {
     const ORG: &str = "demo";
-    let actor = Actor { name: "demo-setup".into(), role: "admin".into() };
+    let actor = Actor { name: "demo-setup".into(), role: crate::model::Role::Admin };
     let store = pipeline.store();
     let fresh = match store.org(ORG) {
         Ok(_) => false,
@@ -265,7 +265,7 @@ fn seed_demo(pipeline: &Pipeline, demo: &Demo, data: &Path) -> anyhow::Result<Op
             (&files.interactions, ImportKind::Interactions),
         ] {
             let reader = std::io::BufReader::new(std::fs::File::open(file)?);
-            let report = org.import(&actor, kind, ImportFormat::Ndjson, reader, |_| {})?;
+            let report = pipeline.import(ORG, &actor, kind, ImportFormat::Ndjson, reader, |_| {}, false)?;
             tracing::info!(?kind, accepted = report.accepted, "demo data imported");
         }
         if let Some(dir) = &demo.plugins {

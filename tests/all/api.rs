@@ -450,3 +450,112 @@ fn a_scoped_agents_filter_cannot_lift_its_scope_with_parentheses() {
     let seen: Vec<u64> = page["items"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
     assert_eq!(seen, [ids[1]], "only the CNX customer");
 }
+
+/// Every route that reads or writes customers answers a scoped agent within its scope: counts,
+/// lists and errors say nothing of the customers outside it (route × scope table).
+#[test]
+fn a_scoped_agent_gets_scoped_counts_lists_and_errors_on_every_route() {
+    let s = serve();
+    let api = |path: &str| format!("{}/v1/orgs/acme{path}", s.url);
+    let (status, _) = json_call("POST", &format!("{}/v1/orgs", s.url), ADMIN, json!({"slug": "acme", "name": "Acme"}));
+    assert_eq!(status, 201);
+    let distributors = [
+        json!({"source": "mlm", "external_id": "d-1", "name": "Dao"}),
+        json!({"source": "mlm", "external_id": "d-2", "name": "Daeng", "sponsor": "d-1"}),
+        json!({"source": "mlm", "external_id": "d-3", "name": "Other"}),
+    ];
+    let customers = [
+        json!({"source": "shop", "external_id": "c-mine", "name": "Anan", "branch": "BKK",
+               "distributor": {"source": "mlm", "external_id": "d-1"}}),
+        json!({"source": "shop", "external_id": "c-theirs", "name": "Boon", "branch": "CNX",
+               "distributor": {"source": "mlm", "external_id": "d-3"}}),
+    ];
+    for (kind, lines) in [("distributors", &distributors[..]), ("customers", &customers[..])] {
+        let body: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+        let (status, _, out) =
+            call("POST", &api(&format!("/import?kind={kind}")), Some(ADMIN), "application/x-ndjson", body.as_bytes());
+        assert_eq!(status, 200, "{out}");
+    }
+    let find = |path: &str| json_call("GET", &api(path), ADMIN, Value::Null).1;
+    let mine = find("/customers?source=shop&external_id=c-mine")["items"][0]["id"].as_u64().unwrap();
+    let theirs = find("/customers?source=shop&external_id=c-theirs")["items"][0]["id"].as_u64().unwrap();
+    let d = |n: usize| find("/distributors")["items"][n]["id"].as_u64().unwrap();
+    let (d1, d3) = (d(0), d(2));
+    let (status, _) = json_call("PUT", &api("/segments/everyone"), ADMIN, json!({"filter": "id > 0"}));
+    assert_eq!(status, 200);
+    let ticket = json_call(
+        "POST",
+        &api("/interactions"),
+        ADMIN,
+        json!({"customer": theirs, "kind": "ticket", "occurred_at": 1_790_000_000_000i64}),
+    )
+    .1["id"]
+        .as_u64()
+        .unwrap();
+    let key = |scope: Value| {
+        let mut body = json!({"name": "k", "role": "agent"});
+        body.as_object_mut().unwrap().extend(scope.as_object().unwrap().clone());
+        json_call("POST", &api("/keys"), ADMIN, body).1["token"].as_str().unwrap().to_owned()
+    };
+    let callers = [
+        ("whole org", ADMIN.to_owned()),
+        ("branch BKK", key(json!({"branch": "BKK"}))),
+        ("distributor d-1", key(json!({"distributor": d1}))),
+    ];
+    let scoped = |who: &str| who != "whole org";
+    for (who, token) in &callers {
+        let get = |path: &str| json_call("GET", &api(path), token, Value::Null);
+        let ids =
+            |v: &Value| v["items"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect::<Vec<_>>();
+        let expect_customers: Vec<u64> = if scoped(who) { vec![mine] } else { vec![mine, theirs] };
+        // (route, what it answers) — every row says the same about the customer outside the scope.
+        let (status, out) = get("/customers");
+        assert_eq!((status, ids(&out)), (200, expect_customers.clone()), "{who}: list");
+        let (_, out) = get("/customers?source=shop&external_id=c-theirs");
+        assert_eq!(ids(&out).len(), usize::from(!scoped(who)), "{who}: find by external id");
+        let (_, out) = get("/segments/everyone");
+        assert_eq!(out["count"], expect_customers.len(), "{who}: segment count");
+        for path in [
+            format!("/customers/{theirs}"),
+            format!("/customers/{theirs}/timeline"),
+            format!("/customers/{theirs}/scores"),
+        ] {
+            let (status, out) = get(&path);
+            let expected = if scoped(who) { 404 } else { 200 };
+            assert_eq!(status, expected, "{who}: GET {path}: {out}");
+            if scoped(who) {
+                assert_eq!(out["detail"], format!("customer {theirs} does not exist"), "{who}: {path}");
+            }
+        }
+        let (status, out) = get("/distributors");
+        let listed = out["items"].as_array().unwrap().len();
+        let expected = match *who {
+            "whole org" => 3,
+            "distributor d-1" => 2,
+            _ => 0,
+        };
+        assert_eq!((status, listed), (200, expected), "{who}: distributors {out}");
+        let (status, _) = get(&format!("/distributors/{d3}"));
+        assert_eq!(status, if scoped(who) { 404 } else { 200 }, "{who}: another's distributor");
+        // Writes: another's customer and ticket read as missing; a key in use says nothing of whose.
+        let (status, out) = json_call(
+            "POST",
+            &api("/interactions"),
+            token,
+            json!({"customer": theirs, "kind": "call", "occurred_at": 1_790_000_000_000i64}),
+        );
+        assert_eq!(status, if scoped(who) { 404 } else { 201 }, "{who}: interaction for another's customer: {out}");
+        let (status, _) =
+            json_call("PUT", &api(&format!("/interactions/{ticket}/ticket")), token, json!({"status": "open"}));
+        assert_eq!(status, if scoped(who) { 404 } else { 200 }, "{who}: another's ticket");
+        let (status, out) = json_call(
+            "POST",
+            &api("/customers"),
+            token,
+            json!({"name": "Copy", "external_ids": [{"source": "shop", "id": "c-theirs"}]}),
+        );
+        assert_eq!(status, 409, "{who}: {out}");
+        let detail = out["detail"].as_str().unwrap();
+        assert!(!detail.contains(&theirs.to_string()) && !detail.contains("Boon"), "{who}: {detail}");
+    }
+}

@@ -270,7 +270,7 @@ fn a_missing_export_is_named_at_installation_and_nothing_is_registered() {
     let dir = tempfile::tempdir().unwrap();
     let p = Pipeline::new(rapport::store::Store::open(dir.path()).unwrap(), runtime(Meter::Epoch), Settings::default());
     p.store().create_org("acme", "Acme").unwrap();
-    let owner = Actor { name: "ops".into(), role: "owner".into() };
+    let owner = Actor { name: "ops".into(), role: rapport::model::Role::Owner };
     let err = p.install("acme", &owner, "typo", &typo, Some("1.0.0"), None, true).unwrap_err().to_string();
     assert!(err.contains("a policy also needs `after`"), "{err}");
     assert!(p.plugins("acme").unwrap().is_empty(), "nothing registered");
@@ -304,7 +304,7 @@ fn the_execution_trace_names_the_export_that_failed() {
     let dir = tempfile::tempdir().unwrap();
     let p = Pipeline::new(rapport::store::Store::open(dir.path()).unwrap(), runtime(Meter::Epoch), Settings::default());
     p.store().create_org("acme", "Acme").unwrap();
-    let owner = Actor { name: "ops".into(), role: "owner".into() };
+    let owner = Actor { name: "ops".into(), role: rapport::model::Role::Owner };
     let bytes = std::fs::read(wasm::HOSTILE_POLICY).unwrap();
     let customer =
         |name: &str| Write::CreateCustomer(serde_json::from_value::<Customer>(json!({ "name": name })).unwrap());

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rapport::model::Actor;
-use rapport::store::{BATCH, ImportFormat, ImportKind, Store};
+use rapport::pipeline::{BATCH, ImportFormat, ImportKind};
+use rapport::store::Store;
 use serde_json::json;
 
 const INTERACTIONS: usize = 200_000;
@@ -20,8 +21,8 @@ fn a_killed_import_leaves_whole_batches_and_resumes() {
     let acme = store.org("acme").unwrap();
     let customers: String =
         (0..100).map(|n| json!({"source": "shop", "external_id": format!("c-{n}")}).to_string() + "\n").collect();
-    let actor = Actor { name: "test".into(), role: "admin".into() };
-    acme.import(&actor, ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(customers), |_| {}).unwrap();
+    let actor = Actor { name: "test".into(), role: rapport::model::Role::Admin };
+    crate::import(&acme, &actor, ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(customers)).unwrap();
     let audit_before = acme.counts().unwrap().audit;
 
     let file = dir.path().join("orders.ndjson");
@@ -95,7 +96,7 @@ fn a_killed_import_leaves_whole_batches_and_resumes() {
 fn a_killed_backup_or_restore_leaves_a_whole_database_under_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let actor = Actor { name: "test".into(), role: "admin".into() };
+    let actor = Actor { name: "test".into(), role: rapport::model::Role::Admin };
     // ~30 MB of customers, so that a copy takes long enough to be interrupted.
     const PEOPLE: u64 = 20_000;
     {
@@ -109,7 +110,8 @@ fn a_killed_backup_or_restore_leaves_a_whole_database_under_its_name() {
             })
             .collect();
         let acme = store.org("acme").unwrap();
-        acme.import(&actor, ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people), |_| {}).unwrap();
+        crate::import(&acme, &actor, ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people))
+            .unwrap();
     }
     let count = |data: &std::path::Path| {
         let store = Store::open(data).unwrap_or_else(|e| panic!("{} does not open: {e}", data.display()));
@@ -161,18 +163,14 @@ fn a_killed_backup_or_restore_leaves_a_whole_database_under_its_name() {
 
     // Restores of that backup (PEOPLE customers) over a database with one customer more.
     let backup = dir.path().join(format!("backup-{}.db", rounds - 1));
-    Store::open(&data)
-        .unwrap()
-        .org("acme")
-        .unwrap()
-        .import(
-            &actor,
-            ImportKind::Customers,
-            ImportFormat::Ndjson,
-            std::io::Cursor::new(json!({"source": "shop", "external_id": "later"}).to_string()),
-            |_| {},
-        )
-        .unwrap();
+    crate::import(
+        &Store::open(&data).unwrap().org("acme").unwrap(),
+        &actor,
+        ImportKind::Customers,
+        ImportFormat::Ndjson,
+        std::io::Cursor::new(json!({"source": "shop", "external_id": "later"}).to_string()),
+    )
+    .unwrap();
     let (mut mid_restore, mut restore_rounds) = (0, 0);
     for round in 0.. {
         restore_rounds += 1;
@@ -203,9 +201,10 @@ mod serve {
     use std::time::{Duration, Instant};
 
     use rapport::model::Actor;
+    use rapport::pipeline::{ImportFormat, ImportKind};
     use rapport::pipeline::{Pipeline, Settings};
     use rapport::plugins::Meter;
-    use rapport::store::{ImportFormat, ImportKind, Store};
+    use rapport::store::Store;
     use rapport_test_plugins as wasm;
     use serde_json::{Value, json};
 
@@ -265,7 +264,7 @@ mod serve {
     }
 
     fn owner() -> Actor {
-        Actor { name: "ops".into(), role: "owner".into() }
+        Actor { name: "ops".into(), role: rapport::model::Role::Owner }
     }
 
     fn integrity(data: &Path) -> String {
@@ -305,7 +304,7 @@ mod serve {
             .map(|n| json!({"source": "shop", "external_id": format!("c-{n}")}).to_string() + "\n")
             .collect();
         let org = store.org("acme").unwrap();
-        org.import(&owner(), ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people), |_| {})
+        crate::import(&org, &owner(), ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people))
             .unwrap();
         let p = Pipeline::new(store, crate::runtime(Meter::Epoch), Settings::default());
         let bytes = std::fs::read(wasm::HOSTILE_SCORER).unwrap();

@@ -16,9 +16,10 @@ use std::io::Cursor;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rapport::model::{Actor, AggregateOp, AggregateQuery, Aggregation, Column, LabelColumn, ScoreBatch};
+use rapport::pipeline::{ImportFormat, ImportKind};
 use rapport::plugins::DataSource;
 use rapport::store::filter::{self, Aggregate, Field, Filter, Literal, Op};
-use rapport::store::{ImportFormat, ImportKind, OrgStore, Store};
+use rapport::store::{OrgStore, Store};
 use serde_json::json;
 
 /// Cases per property: `PROPTEST_CASES` when set, else `default` (kept small for the suite).
@@ -28,7 +29,7 @@ fn runner(default: u32) -> TestRunner {
 }
 
 fn actor() -> Actor {
-    Actor { name: "fuzz".into(), role: "admin".into() }
+    Actor { name: "fuzz".into(), role: rapport::model::Role::Admin }
 }
 
 // ----- the filter language -----
@@ -265,7 +266,7 @@ fn op_text(op: Op) -> &'static str {
 
 fn value_text(l: &Literal) -> String {
     match l {
-        Literal::Text(s) => rapport::store::filter::quote(s),
+        Literal::Text(s) => filter::quote(s),
         Literal::Number(n) => format!("{n}"),
         Literal::Bool(b) => b.to_string(),
         Literal::Time(ms) => {
@@ -316,7 +317,7 @@ fn twin_orgs() -> (tempfile::TempDir, Store, OrgStore, OrgStore) {
                 person.to_string() + "\n"
             })
             .collect();
-        org.import(&actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(people), |_| {}).unwrap();
+        crate::import(&org, &actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(people)).unwrap();
         let orders: String = (0..60)
             .map(|n| {
                 let kind = if n % 7 == 0 { "ticket" } else { "purchase" };
@@ -329,7 +330,7 @@ fn twin_orgs() -> (tempfile::TempDir, Store, OrgStore, OrgStore) {
                     + "\n"
             })
             .collect();
-        org.import(&actor(), ImportKind::Interactions, ImportFormat::Ndjson, Cursor::new(orders), |_| {}).unwrap();
+        crate::import(&org, &actor(), ImportKind::Interactions, ImportFormat::Ndjson, Cursor::new(orders)).unwrap();
         let ids = all_ids(&org, "");
         let batch = ScoreBatch {
             scores: vec![Column { name: "s".into(), values: (0..ids.len()).map(|i| i as f64).collect() }],
@@ -519,12 +520,12 @@ fn ndjson_imports_report_bad_lines_land_good_ones_and_are_idempotent() {
             store.create_org("acme", "Acme").unwrap();
             let org = store.org("acme").unwrap();
             let import = || {
-                org.import(
+                crate::import(
+                    &org,
                     &actor(),
                     ImportKind::Customers,
                     ImportFormat::Ndjson,
                     Cursor::new(expected.text.clone()),
-                    |_| {},
                 )
             };
             let first = import().map_err(|e| TestCaseError::fail(format!("the import failed: {e}")))?;
@@ -582,7 +583,7 @@ fn csv_imports_report_bad_rows_by_line_and_are_idempotent() {
             store.create_org("acme", "Acme").unwrap();
             let org = store.org("acme").unwrap();
             let import =
-                || org.import(&actor(), ImportKind::Customers, ImportFormat::Csv, Cursor::new(text.clone()), |_| {});
+                || crate::import(&org, &actor(), ImportKind::Customers, ImportFormat::Csv, Cursor::new(text.clone()));
             let first = import().map_err(|e| TestCaseError::fail(format!("the import failed: {e}")))?;
             let rejected: Vec<u64> = first.rejected.iter().map(|r| r.line).collect();
             prop_assert_eq!(&rejected, &expected_rejected, "{:?}\n{}", first.rejected, text);
@@ -605,9 +606,9 @@ fn csv_imports_report_bad_rows_by_line_and_are_idempotent() {
             let store = Store::open(dir.path()).unwrap();
             store.create_org("acme", "Acme").unwrap();
             let org = store.org("acme").unwrap();
-            let report = org
-                .import(&actor(), ImportKind::Customers, ImportFormat::Csv, Cursor::new(text.clone()), |_| {})
-                .map_err(|e| TestCaseError::fail(format!("the import failed: {e}")))?;
+            let report =
+                crate::import(&org, &actor(), ImportKind::Customers, ImportFormat::Csv, Cursor::new(text.clone()))
+                    .map_err(|e| TestCaseError::fail(format!("the import failed: {e}")))?;
             let last = text.lines().count() as u64 + 1;
             prop_assert!(report.rejected.iter().all(|r| (1..=last).contains(&r.line)), "{:?}", report.rejected);
             prop_assert!(report.accepted + report.rejected.len() as u64 <= rows.len() as u64);

@@ -21,6 +21,7 @@ mod server;
 mod serving;
 mod standard;
 mod store;
+mod tenancy;
 mod webhooks;
 
 use std::sync::Arc;
@@ -29,6 +30,19 @@ use rapport::fixture::Fixture;
 use rapport::model::{Change, Customer, Entity, Operation};
 use rapport::plugins::{CallContext, Limits, Meter, Plugin, Runtime, RuntimeConfig, World};
 use serde_json::{Value, json};
+
+/// Import into an organization through the write pipeline, the one way records come in, for
+/// tests that otherwise need only the store.
+pub fn import(
+    org: &rapport::store::OrgStore,
+    actor: &rapport::model::Actor,
+    kind: rapport::pipeline::ImportKind,
+    format: rapport::pipeline::ImportFormat,
+    reader: impl std::io::BufRead,
+) -> Result<rapport::pipeline::ImportReport, rapport::pipeline::PipelineError> {
+    let pipeline = rapport::pipeline::Pipeline::new(org.store().clone(), runtime(Meter::Epoch), Default::default());
+    pipeline.import(&org.org().slug, actor, kind, format, reader, |_| {}, false)
+}
 
 pub fn runtime(meter: Meter) -> Runtime {
     Runtime::new(RuntimeConfig { meter, max_instances: 8, ..RuntimeConfig::default() }).expect("runtime starts")

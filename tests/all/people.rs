@@ -4,11 +4,12 @@
 use std::io::Cursor;
 
 use rapport::model::Actor;
-use rapport::store::{ImportFormat, ImportKind, OrgStore, Store, phone_e164};
+use rapport::pipeline::{ImportFormat, ImportKind};
+use rapport::store::{OrgStore, Store, phone_e164};
 use serde_json::{Value, json};
 
 fn actor() -> Actor {
-    Actor { name: "dpo".into(), role: "owner".into() }
+    Actor { name: "dpo".into(), role: rapport::model::Role::Owner }
 }
 
 fn setup() -> (tempfile::TempDir, Store, OrgStore) {
@@ -27,7 +28,8 @@ fn setup() -> (tempfile::TempDir, Store, OrgStore) {
         json!({"source": "shop", "external_id": "c-3", "name": "Somchay Jaidee", "phone": "0812345678"}),
     ];
     let body: String = people.iter().map(|p| p.to_string() + "\n").collect();
-    let report = acme.import(&actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body), |_| {}).unwrap();
+    let report =
+        crate::import(&acme, &actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body)).unwrap();
     assert_eq!(report.accepted, 4, "{report:?}");
     let orders: String = [("shop", "c-1", "o-1"), ("line", "u-9", "l-1"), ("line", "u-9", "l-2")]
         .iter()
@@ -38,7 +40,7 @@ fn setup() -> (tempfile::TempDir, Store, OrgStore) {
                 + "\n"
         })
         .collect();
-    acme.import(&actor(), ImportKind::Interactions, ImportFormat::Ndjson, Cursor::new(orders), |_| {}).unwrap();
+    crate::import(&acme, &actor(), ImportKind::Interactions, ImportFormat::Ndjson, Cursor::new(orders)).unwrap();
     (dir, store, acme)
 }
 
@@ -117,7 +119,7 @@ fn export_holds_everything_and_after_erase_nothing_personal() {
     let change = json!({"source": "shop", "external_id": "c-1", "name": "Somchai Jaidee", "email": "somchai@new.example",
                         "phone": "081 234 5678", "tags": ["vip"], "attributes": {"tier": "gold"},
                         "consents": [{"purpose": "marketing", "channel": "email", "basis": "consent", "given_at": 1000, "source": "web"}]});
-    acme.import(&actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(change.to_string()), |_| {})
+    crate::import(&acme, &actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(change.to_string()))
         .unwrap();
     acme.merge(&actor(), c1, u9).unwrap();
 
@@ -154,7 +156,7 @@ fn a_merged_away_id_is_never_given_to_someone_else() {
     let (c1, c3) = (id(&acme, "shop", "c-1"), id(&acme, "shop", "c-3"));
     acme.merge(&actor(), c1, c3).unwrap();
     let body = json!({"source": "shop", "external_id": "c-99", "name": "Newcomer"}).to_string();
-    acme.import(&actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body), |_| {}).unwrap();
+    crate::import(&acme, &actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body)).unwrap();
     let newcomer = id(&acme, "shop", "c-99");
     assert!(newcomer > c3, "ids grow past merged-away ones ({newcomer} vs {c3})");
     assert_eq!(acme.resolve(c3).unwrap(), Some(c1));
@@ -170,7 +172,7 @@ fn an_export_holds_only_its_own_person_from_shared_audit_entries() {
         json!({"source": "shop", "external_id": "c-2", "email": "suda@new.example"}),
     ];
     let body: String = both.iter().map(|p| p.to_string() + "\n").collect();
-    acme.import(&actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body), |_| {}).unwrap();
+    crate::import(&acme, &actor(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body)).unwrap();
     let export = acme.export(id(&acme, "shop", "c-1")).unwrap().unwrap();
     assert!(contains_text(&export["audit"], "somchai@new.example"));
     assert!(!contains_text(&export, "suda"), "another person's data leaked into the export: {:#}", export["audit"]);

@@ -6,13 +6,14 @@ use std::io::Cursor;
 
 use rapport::model::{Actor, Customer, Entity, Interaction, InteractionKind, Money, Origin};
 use rapport::pipeline::{Format, Pipeline, PipelineError, Settings, Write, render};
+use rapport::pipeline::{ImportFormat, ImportKind};
 use rapport::plugins::Meter;
-use rapport::store::{FailureMode, ImportFormat, ImportKind, Store};
+use rapport::store::{FailureMode, Store};
 use rapport_test_plugins as built;
 use serde_json::{Value, json};
 
 fn owner() -> Actor {
-    Actor { name: "ops".into(), role: "owner".into() }
+    Actor { name: "ops".into(), role: rapport::model::Role::Owner }
 }
 
 fn open(dir: &std::path::Path, settings: Settings) -> Pipeline {
@@ -355,7 +356,7 @@ fn import_runs_policies_row_by_row_and_an_owner_may_bypass_them() {
     assert_eq!(loud.email.as_deref(), Some("loud@example.com"), "patched on import too");
     assert_eq!(loud.tags, ["imported"], "after hooks ran for imported rows");
 
-    let agent = Actor { name: "temp".into(), role: "agent".into() };
+    let agent = Actor { name: "temp".into(), role: rapport::model::Role::Agent };
     let err = import(&agent, true).unwrap_err();
     assert!(err.to_string().contains("only an owner"), "{err}");
     let report = import(&owner(), true).unwrap();
@@ -423,7 +424,7 @@ fn features_computed_in_sql_mean_what_the_fixture_says() {
                 + "\n"
         })
         .collect();
-    org.import(&owner(), ImportKind::Interactions, ImportFormat::Ndjson, Cursor::new(calls), |_| {}).unwrap();
+    crate::import(&org, &owner(), ImportKind::Interactions, ImportFormat::Ndjson, Cursor::new(calls)).unwrap();
     let mut features = Vec::new();
     for measure in [Measure::Count, Measure::DistinctDays, Measure::SumAmount, Measure::FirstAt, Measure::LastAt] {
         for (kinds, since, until) in [
@@ -517,4 +518,167 @@ fn aggregations_group_and_summarize_on_the_host() {
     assert_eq!(json["rows"], json!([["BKK", 2, 0, 0.0, 4000], ["CNX", 3, 0, 0.0, 9000]]));
     let err = p.run_report("acme", "standard", &json!({ "filter": "colour = 1" })).unwrap_err();
     assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+}
+
+fn ndjson(lines: &[Value]) -> String {
+    lines.iter().map(|v| v.to_string() + "\n").collect()
+}
+
+#[test]
+fn a_distributor_import_is_judged_by_policies_and_a_denied_row_leaves_nothing() {
+    let (_dir, p) = setup(Settings::default());
+    install(&p, "network", built::NETWORK_COMPLIANCE, json!({}));
+    let body = ndjson(&[
+        json!({"source": "mlm", "external_id": "d-1", "name": "Head Office"}),
+        json!({"source": "mlm", "external_id": "d-2", "name": "Resting", "sponsor": "d-1", "status": "inactive"}),
+        json!({"source": "mlm", "external_id": "d-3", "name": "Recruit of a resting one", "sponsor": "d-2"}),
+        json!({"source": "mlm", "external_id": "d-4", "name": "Loud", "sponsor": "d-1",
+               "attributes": {"notes": "Guaranteed income from week one!"}}),
+        json!({"source": "mlm", "external_id": "d-5", "name": "Fine", "sponsor": "d-1"}),
+    ]);
+    let report = p
+        .import("acme", &owner(), ImportKind::Distributors, ImportFormat::Ndjson, Cursor::new(body), |_| {}, false)
+        .unwrap();
+    assert_eq!(report.accepted, 3, "{report:?}");
+    let rejected: Vec<_> = report.rejected.iter().map(|r| (r.line, r.error.as_str())).collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0].0, 3);
+    assert!(rejected[0].1.contains("denied by policy `network`") && rejected[0].1.contains("inactive"), "{rejected:?}");
+    assert_eq!(rejected[1].0, 4);
+    assert!(rejected[1].1.contains("guaranteed income"), "{rejected:?}");
+    let org = p.org("acme").unwrap();
+    let ids: Vec<String> = org.distributors(0, 100, None).unwrap().into_iter().map(|d| d.name).collect();
+    assert_eq!(ids, ["Head Office", "Resting", "Fine"], "the denied rows left nothing");
+    let traces = p.traces("acme", "network", None, 100).unwrap();
+    assert_eq!(traces.iter().filter(|t| t.outcome == "deny").count(), 2, "{traces:?}");
+}
+
+/// The same bad values meet the same checks whichever way they come in: one table, both paths.
+#[test]
+fn every_validation_is_the_same_over_the_api_and_an_import() {
+    let (_dir, p) = setup(Settings::default());
+    let org = p.org("acme").unwrap();
+    let body = ndjson(&[json!({"source": "shop", "external_id": "c-1", "name": "Somchai"})]);
+    p.import("acme", &owner(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body), |_| {}, false).unwrap();
+    let customer = org.find_customer("shop", "c-1").unwrap().unwrap().id;
+    // (what is wrong, the import record's fields, the same interaction for the API, the message)
+    let cases = [
+        ("a currency that is not ISO 4217", json!({"amount_minor": 100, "currency": "BAHT"}), "ISO 4217"),
+        ("digits for a currency", json!({"amount_minor": 100, "currency": "7HB"}), "ISO 4217"),
+        ("a ticket on a purchase", json!({"ticket": {"status": "open"}}), "only a `ticket` interaction"),
+    ];
+    for (n, (what, fields, message)) in cases.iter().enumerate() {
+        let mut record = json!({"source": "shop", "external_id": format!("o-{n}"), "kind": "purchase",
+            "customer": {"source": "shop", "external_id": "c-1"}, "occurred_at": "2026-01-01T00:00:00Z"});
+        record.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        let report = p
+            .import(
+                "acme",
+                &owner(),
+                ImportKind::Interactions,
+                ImportFormat::Ndjson,
+                Cursor::new(ndjson(&[record])),
+                |_| {},
+                false,
+            )
+            .unwrap();
+        assert_eq!(report.rejected.len(), 1, "{what}: {report:?}");
+        let on_import = report.rejected[0].error.clone();
+
+        let fields = fields.as_object().unwrap();
+        let interaction = Interaction {
+            id: 0,
+            customer,
+            kind: InteractionKind::Purchase,
+            channel: String::new(),
+            source: "api".into(),
+            external_id: Some(format!("a-{n}")),
+            occurred_at: 1_767_225_600_000,
+            amount: fields.get("currency").map(|c| Money { amount_minor: 100, currency: c.as_str().unwrap().into() }),
+            subject: None,
+            body: None,
+            attributes: Default::default(),
+            ticket: fields.get("ticket").map(|t| serde_json::from_value(t.clone()).unwrap()),
+        };
+        let err = p.write("acme", &owner(), Origin::Api, Write::AddInteraction(interaction)).unwrap_err();
+        assert!(matches!(err, PipelineError::Invalid(_)), "{what}: {err}");
+        assert_eq!(err.to_string(), on_import, "{what}: the same message on both paths");
+        assert!(on_import.contains(message), "{what}: {on_import}");
+    }
+    assert_eq!(org.counts().unwrap().interactions, 0, "nothing of a refused interaction landed");
+    // A lower-case currency is the same currency, stored in its ISO form on both paths.
+    let ok = json!({"source": "shop", "external_id": "o-ok", "kind": "purchase", "amount_minor": 5, "currency": "thb",
+        "customer": {"source": "shop", "external_id": "c-1"}, "occurred_at": "2026-01-01T00:00:00Z"});
+    p.import(
+        "acme",
+        &owner(),
+        ImportKind::Interactions,
+        ImportFormat::Ndjson,
+        Cursor::new(ndjson(&[ok])),
+        |_| {},
+        false,
+    )
+    .unwrap();
+    let stored = org.interaction_by_external_id("shop", "o-ok").unwrap().unwrap();
+    assert_eq!(stored.amount.unwrap().currency, "THB");
+}
+
+/// A record that changes while a policy is judging a write to it is judged again before the
+/// write lands: what commits is always what policies saw.
+#[test]
+fn a_write_whose_record_changed_while_it_was_judged_is_judged_again() {
+    let mut settings = Settings::default();
+    settings.policy_limits.cpu_time = std::time::Duration::from_secs(2);
+    let (_dir, p) = setup(settings);
+    let body = ndjson(&[json!({"source": "shop", "external_id": "c-1", "name": "Before", "email": "old@example.com"})]);
+    p.import("acme", &owner(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(body), |_| {}, false).unwrap();
+    let org = p.org("acme").unwrap();
+    let before = org.find_customer("shop", "c-1").unwrap().unwrap();
+    // A policy that spends its whole CPU limit and fails open: every judgement takes ~2 s.
+    install(&p, "slow", built::HOSTILE_POLICY, json!({ "attack": "loop" }));
+    p.set_failure_mode("acme", &owner(), "slow", FailureMode::Open).unwrap();
+    // Once, so that the plugin is compiled and loaded before the race below starts.
+    create(&p, json!({ "name": "Warm-up" })).unwrap();
+
+    let writer = {
+        let p = p.clone();
+        let renamed = Customer { name: Some("Renamed".into()), ..before.clone() };
+        std::thread::spawn(move || p.write("acme", &owner(), Origin::Api, Write::UpdateCustomer(renamed)))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Meanwhile an owner's migration changes the same customer, past the policies.
+    let change = ndjson(&[json!({"source": "shop", "external_id": "c-1", "email": "new@example.com"})]);
+    let report = p
+        .import("acme", &owner(), ImportKind::Customers, ImportFormat::Ndjson, Cursor::new(change), |_| {}, true)
+        .unwrap();
+    assert_eq!(report.updated, 1, "{report:?}");
+
+    let out = writer.join().unwrap().expect("the write lands after being judged again");
+    assert_eq!(out.warnings.len(), 1, "one judgement's warning, not one per try: {:?}", out.warnings);
+    // The warm-up's call concerns another customer.
+    let judged: Vec<_> = p
+        .traces("acme", "slow", None, 10)
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.hook == "before" && t.customer == Some(before.id))
+        .collect();
+    assert_eq!(judged.len(), 2, "judged, found stale at commit, judged again: {judged:?}");
+    let audit = org.audit(0, 100).unwrap();
+    let update = audit.iter().rev().find(|e| e.action == "customer.update" && e.actor.ends_with("ops")).unwrap();
+    assert_eq!(
+        update.detail["record"]["customer"]["email"], "old@example.com",
+        "the write is the whole record it sent"
+    );
+    let change = p.org("acme").unwrap().recent_changes(10).unwrap();
+    let judged_before = change
+        .iter()
+        .find(|c| c.origin == Origin::Api && c.operation == rapport::model::Operation::Update)
+        .map(|c| c.before.clone())
+        .unwrap();
+    match judged_before {
+        Some(Entity::Customer(c)) => {
+            assert_eq!(c.email.as_deref(), Some("new@example.com"), "judged against the new record");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -824,15 +824,15 @@ fn label_before_groups_customers_by_their_label_before_the_latest_scoring() {
     let store = rapport::store::Store::open(dir.path()).unwrap();
     store.create_org("seg", "seg").unwrap();
     let org = store.org("seg").unwrap();
-    let actor = rapport::model::Actor { name: "test".into(), role: "admin".into() };
+    let actor = rapport::model::Actor { name: "test".into(), role: rapport::model::Role::Admin };
     let body: String =
         (0..4).map(|k| json!({"source": "s", "external_id": format!("c-{k}")}).to_string() + "\n").collect();
-    org.import(
+    crate::import(
+        &org,
         &actor,
-        rapport::store::ImportKind::Customers,
-        rapport::store::ImportFormat::Ndjson,
+        rapport::pipeline::ImportKind::Customers,
+        rapport::pipeline::ImportFormat::Ndjson,
         body.as_bytes(),
-        |_| {},
     )
     .unwrap();
     let ids = org.scorable_ids(0, 10).unwrap();

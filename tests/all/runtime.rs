@@ -300,14 +300,15 @@ mod hostile {
     use std::time::Duration;
 
     use rapport::model::{Actor, Customer, Distributor, Entity, Id, Interaction, Origin};
+    use rapport::pipeline::{ImportFormat, ImportKind};
     use rapport::pipeline::{Pipeline, PipelineError, Settings, Write};
     use rapport::plugins::{Limits, Meter, World};
-    use rapport::store::{FailureMode, ImportFormat, ImportKind, Store};
+    use rapport::store::{FailureMode, Store};
     use rapport_test_plugins as wasm;
     use serde_json::{Value, json};
 
     fn owner() -> Actor {
-        Actor { name: "ops".into(), role: "owner".into() }
+        Actor { name: "ops".into(), role: rapport::model::Role::Owner }
     }
 
     /// Failures are what these tests provoke: keep the plugins enabled however many there are.
@@ -516,14 +517,14 @@ mod hostile {
         let (_dir, p) = pipeline(settings());
         p.store().create_org("acme", "Acme").unwrap();
         let org = p.org("acme").unwrap();
-        let actor = Actor { name: "test".into(), role: "admin".into() };
+        let actor = Actor { name: "test".into(), role: rapport::model::Role::Admin };
         let people: String = (0..2_000)
             .map(|n| {
                 json!({"source": "shop", "external_id": format!("c-{n}"), "attributes": {"k": n % 50}}).to_string()
                     + "\n"
             })
             .collect();
-        org.import(&actor, ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people), |_| {}).unwrap();
+        crate::import(&org, &actor, ImportKind::Customers, ImportFormat::Ndjson, std::io::Cursor::new(people)).unwrap();
         let orders: String = (0..4_000)
             .map(|n| {
                 json!({"source": "shop", "external_id": format!("o-{n}"), "customer": {"source": "shop", "external_id": format!("c-{}", n % 2_000)},
@@ -532,7 +533,7 @@ mod hostile {
                     + "\n"
             })
             .collect();
-        org.import(&actor, ImportKind::Interactions, ImportFormat::Ndjson, std::io::Cursor::new(orders), |_| {})
+        crate::import(&org, &actor, ImportKind::Interactions, ImportFormat::Ndjson, std::io::Cursor::new(orders))
             .unwrap();
         install(&p, "acme", "sleeper", wasm::HOSTILE_POLICY, json!({ "attack": "host-sleep" }));
 

@@ -4,12 +4,13 @@
 use std::io::Cursor;
 
 use rapport::model::{Actor, Customer, Interaction, InteractionKind};
+use rapport::pipeline::{ImportFormat, ImportKind};
 use rapport::plugins::DataSource;
-use rapport::store::{ImportFormat, ImportKind, OrgStore, Store, StoreError};
+use rapport::store::{OrgStore, Store, StoreError};
 use serde_json::json;
 
 fn actor() -> Actor {
-    Actor { name: "test".into(), role: "admin".into() }
+    Actor { name: "test".into(), role: rapport::model::Role::Admin }
 }
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -22,8 +23,8 @@ fn ndjson(lines: &[serde_json::Value]) -> String {
     lines.iter().map(|l| l.to_string() + "\n").collect()
 }
 
-fn import(org: &OrgStore, kind: ImportKind, body: &str) -> rapport::store::ImportReport {
-    org.import(&actor(), kind, ImportFormat::Ndjson, Cursor::new(body.to_owned()), |_| {}).unwrap()
+fn import(org: &OrgStore, kind: ImportKind, body: &str) -> rapport::pipeline::ImportReport {
+    crate::import(org, &actor(), kind, ImportFormat::Ndjson, Cursor::new(body.to_owned())).unwrap()
 }
 
 /// The reference scenario's record shapes (shared/design.md, steps 3 and 4).
@@ -122,7 +123,7 @@ fn csv_imports_the_same_records() {
     let csv = "source,external_id,name,email,branch,tags,loyalty_card\n\
                shop,c-1,Ann,ann@example.com,bkk-01,vip|new,L-77\n\
                shop,c-2,\"Bo, Jr.\",,cnx-01,,\n";
-    let report = acme.import(&actor(), ImportKind::Customers, ImportFormat::Csv, Cursor::new(csv), |_| {}).unwrap();
+    let report = crate::import(&acme, &actor(), ImportKind::Customers, ImportFormat::Csv, Cursor::new(csv)).unwrap();
     assert_eq!((report.accepted, report.rejected.len()), (2, 0), "{report:?}");
     let ann = acme.find_customer("shop", "c-1").unwrap().unwrap();
     assert_eq!(ann.tags, ["new", "vip"]);
@@ -133,7 +134,7 @@ fn csv_imports_the_same_records() {
                         shop,o-1,shop,c-1,purchase,web,1997-01-01T00:00:00Z,2933,USD\n\
                         shop,o-2,shop,c-1,purchase,web,1997-01-01T00:00:00Z,lots,USD\n";
     let report =
-        acme.import(&actor(), ImportKind::Interactions, ImportFormat::Csv, Cursor::new(interactions), |_| {}).unwrap();
+        crate::import(&acme, &actor(), ImportKind::Interactions, ImportFormat::Csv, Cursor::new(interactions)).unwrap();
     assert_eq!(report.accepted, 1);
     assert_eq!(report.rejected[0].line, 3, "CSV lines count the header");
     assert!(report.rejected[0].error.contains("`amount_minor` must be a whole number"));
@@ -343,7 +344,7 @@ fn demo_data_is_deterministic_and_imports_cleanly() {
         (&a.interactions, ImportKind::Interactions),
     ] {
         let reader = std::io::BufReader::new(std::fs::File::open(file).unwrap());
-        let report = demo.import(&actor(), kind, ImportFormat::Ndjson, reader, |_| {}).unwrap();
+        let report = crate::import(&demo, &actor(), kind, ImportFormat::Ndjson, reader).unwrap();
         assert!(report.rejected.is_empty(), "{kind:?}: {:?}", &report.rejected[..report.rejected.len().min(3)]);
     }
     let counts = demo.counts().unwrap();
@@ -421,7 +422,7 @@ fn reimports_compare_whole_records() {
     let changed = reference_interactions().replace("\"USD\"", "\"EUR\"");
     let report = import(&acme, ImportKind::Interactions, &changed);
     assert_eq!(report.accepted, 1, "the ticket did not change: {report:?}");
-    assert!(report.rejected[0].error.contains("already imported with other values"), "{report:?}");
+    assert!(report.rejected[0].error.contains("already exists with other values"), "{report:?}");
 
     // Consents in any order are the same consents.
     let consents = |order: [i64; 2]| {
@@ -441,7 +442,7 @@ fn reimports_compare_whole_records() {
 
     // CSV cells are text: unix milliseconds still read as a time.
     let csv = "source,external_id,customer_source,customer_external_id,kind,occurred_at\nshop,m-1,shop,c-1,call,852076800000\n";
-    let report = acme.import(&actor(), ImportKind::Interactions, ImportFormat::Csv, Cursor::new(csv), |_| {}).unwrap();
+    let report = crate::import(&acme, &actor(), ImportKind::Interactions, ImportFormat::Csv, Cursor::new(csv)).unwrap();
     assert_eq!(report.created, 1, "{report:?}");
 }
 
@@ -479,6 +480,6 @@ fn tag_null_checks_and_missing_values_behave() {
     assert_eq!(acme.count_customers(r#"not (email = "ann@example.com")"#).unwrap(), 1);
     // A plugin sending an absurd filter gets an error, not a crashed host.
     let deep = format!("{}name = \"a\"{}", "(".repeat(1000), ")".repeat(1000));
-    let data: &dyn rapport::plugins::DataSource = &acme;
+    let data: &dyn DataSource = &acme;
     assert!(data.query_customers(&deep, None, 10).unwrap().unwrap_err().contains("at most 32 deep"));
 }

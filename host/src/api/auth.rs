@@ -10,40 +10,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, State, blocking};
-use crate::model::{Actor, Customer, Id};
-
-/// Roles, weakest first: each can do what the ones before it can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads.
-    ReadOnly,
-    /// Customers and interactions.
-    Agent,
-    /// Data, imports, reports and jobs.
-    Manager,
-    /// Everything in the organization, plugins and keys included.
-    Owner,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "read-only" => Role::ReadOnly,
-            "agent" => Role::Agent,
-            "manager" => Role::Manager,
-            "owner" => Role::Owner,
-            _ => return None,
-        })
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::ReadOnly => "read-only",
-            Role::Agent => "agent",
-            Role::Manager => "manager",
-            Role::Owner => "owner",
-        }
-    }
-}
+pub use crate::model::Role;
+use crate::model::{Actor, Customer};
+pub use crate::store::Scope;
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -55,65 +24,34 @@ pub fn new_token(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-/// The part of an organization an agent key works in: one branch's customers, or one
-/// distributor's. A customer outside it answers 404, as if it did not exist.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
-    pub branch: Option<String>,
-    pub distributor: Option<Id>,
-}
-
-impl Scope {
-    pub fn is_whole_org(&self) -> bool {
-        self.branch.is_none() && self.distributor.is_none()
-    }
-
-    pub fn allows(&self, c: &Customer) -> bool {
-        self.branch.as_ref().is_none_or(|b| c.branch.as_ref() == Some(b))
-            && self.distributor.is_none_or(|d| c.distributor == Some(d))
-    }
-
-    /// The filter-language clause that keeps a list inside the scope.
-    pub fn filter(&self) -> Option<String> {
-        let mut clauses = Vec::new();
-        if let Some(b) = &self.branch {
-            clauses.push(format!("branch = {}", crate::store::filter::quote(b)));
-        }
-        if let Some(d) = self.distributor {
-            clauses.push(format!("distributor = {d}"));
-        }
-        (!clauses.is_empty()).then(|| clauses.join(" and "))
-    }
-
-    /// A new customer of a scoped agent lands in the scope: missing fields are filled in, other
-    /// values refused.
-    pub fn place(&self, c: &mut Customer) -> Result<(), ApiError> {
-        if let Some(b) = &self.branch {
-            match &c.branch {
-                None => c.branch = Some(b.clone()),
-                Some(theirs) if theirs == b => {}
-                Some(theirs) => {
-                    return Err(ApiError::forbidden(format!(
-                        "this key works in branch `{b}` only; it cannot place a customer in `{theirs}`"
-                    ))
-                    .with_field(Some("branch".into())));
-                }
+/// A new customer of a scoped agent lands in the scope: missing fields are filled in, other
+/// values refused.
+pub fn place(scope: &Scope, c: &mut Customer) -> Result<(), ApiError> {
+    if let Some(b) = &scope.branch {
+        match &c.branch {
+            None => c.branch = Some(b.clone()),
+            Some(theirs) if theirs == b => {}
+            Some(theirs) => {
+                return Err(ApiError::forbidden(format!(
+                    "this key works in branch `{b}` only; it cannot place a customer in `{theirs}`"
+                ))
+                .with_field(Some("branch".into())));
             }
         }
-        if let Some(d) = self.distributor {
-            match c.distributor {
-                None => c.distributor = Some(d),
-                Some(theirs) if theirs == d => {}
-                Some(theirs) => {
-                    return Err(ApiError::forbidden(format!(
-                        "this key works for distributor {d} only; it cannot assign a customer to {theirs}"
-                    ))
-                    .with_field(Some("distributor".into())));
-                }
+    }
+    if let Some(d) = scope.distributor {
+        match c.distributor {
+            None => c.distributor = Some(d),
+            Some(theirs) if theirs == d => {}
+            Some(theirs) => {
+                return Err(ApiError::forbidden(format!(
+                    "this key works for distributor {d} only; it cannot assign a customer to {theirs}"
+                ))
+                .with_field(Some("distributor".into())));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// An authenticated caller.
@@ -128,13 +66,11 @@ impl Caller {
     /// 404 as an organization that does not exist: no hint that it does.
     pub fn require(&self, org: &str, role: Role) -> Result<Actor, ApiError> {
         match self {
-            Caller::Admin => Ok(Actor { name: "admin".into(), role: "admin".into() }),
+            Caller::Admin => Ok(Actor { name: "admin".into(), role: Role::Admin }),
             Caller::Key { org: mine, .. } if mine != org => {
                 Err(ApiError::not_found(format!("organization `{org}` does not exist")))
             }
-            Caller::Key { name, role: have, .. } if *have >= role => {
-                Ok(Actor { name: name.clone(), role: have.name().into() })
-            }
+            Caller::Key { name, role: have, .. } if *have >= role => Ok(Actor { name: name.clone(), role: *have }),
             Caller::Key { role: have, .. } => Err(ApiError::forbidden(format!(
                 "this key's role `{}` may not do this; it needs `{}` or above",
                 have.name(),

@@ -19,11 +19,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Role, Scope};
+use super::auth::{Caller, Role, place};
 use super::{ApiError, OrgPath, State, blocking, created, id, json_body, ok, query_number, to_json};
 use crate::model::{Customer, Entity, Id, Interaction, Origin};
-use crate::pipeline::{Outcome, Pipeline, Write};
-use crate::store::{ImportFormat, ImportKind, OrgStore};
+use crate::pipeline::{ImportFormat, ImportKind, Outcome, Pipeline, Write};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -44,12 +43,9 @@ pub(super) fn bulk_routes() -> OpenApiRouter<State> {
     OpenApiRouter::new().routes(routes!(import))
 }
 
-/// The customer `id` if the caller may see it; 404 otherwise (missing, or outside the scope).
-fn visible(store: &OrgStore, scope: &Scope, id: Id) -> Result<Customer, ApiError> {
-    match store.customer(id)? {
-        Some(c) if scope.allows(&c) => Ok(c),
-        _ => Err(ApiError::not_found(format!("customer {id} does not exist"))),
-    }
+/// The answer for a customer that does not exist or is outside the caller's scope: the same.
+fn no_customer(id: Id) -> ApiError {
+    ApiError::not_found(format!("customer {id} does not exist"))
 }
 
 /// List customers: `?filter=` (the filter language), `?cursor=`, `?limit=`; or find one by
@@ -71,17 +67,14 @@ async fn list_customers(
     caller.require(&org, Role::ReadOnly)?;
     let scope = caller.scope();
     let page = blocking(&state, move |p| {
-        let store = p.org(&org)?;
+        let view = p.view(&org, scope)?;
         if let (Some(source), Some(ext)) = (q.get("source"), q.get("external_id")) {
-            let items: Vec<Customer> =
-                store.find_customer(source, ext)?.into_iter().filter(|c| scope.allows(c)).collect();
+            let items: Vec<Customer> = view.find_customer(source, ext)?.into_iter().collect();
             return Ok(json!({ "items": items, "next_cursor": null }));
         }
         let limit = query_number(&q, "limit")?.unwrap_or(50);
         let asked = q.get("filter").map_or("", String::as_str);
-        let filter = crate::store::filter::within(asked, scope.filter().as_deref())
-            .map_err(|e| ApiError::from(crate::store::StoreError::from(e)).with_field(Some("filter".into())))?;
-        let page = store.list_customers(&filter, q.get("cursor").map(String::as_str), limit).map_err(|e| {
+        let page = view.list_customers(asked, q.get("cursor").map(String::as_str), limit).map_err(|e| {
             let field = if matches!(e, crate::store::StoreError::Filter(_)) { "filter" } else { "cursor" };
             ApiError::from(e).with_field(Some(field.into()))
         })?;
@@ -104,9 +97,12 @@ async fn create_customer(
 ) -> Result<Response, ApiError> {
     let actor = caller.require(&org, Role::Agent)?;
     let mut customer: Customer = json_body(&body)?;
-    caller.scope().place(&mut customer)?;
-    let out =
-        blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Api, Write::CreateCustomer(customer))?)).await?;
+    let scope = caller.scope();
+    place(&scope, &mut customer)?;
+    let out = blocking(&state, move |p| {
+        Ok(p.write_in(&org, &actor, &scope, Origin::Api, Write::CreateCustomer(customer))?)
+    })
+    .await?;
     let etag = etag_of(&out);
     let mut response = created(written(out));
     set_etag(&mut response, etag);
@@ -155,11 +151,9 @@ async fn get_customer(
     caller.require(&org, Role::ReadOnly)?;
     let scope = caller.scope();
     let customer = id(&customer)?;
-    let profile = blocking(&state, move |p| match p.org(&org)?.profile(customer, 50)? {
-        Some(profile) if scope.allows(&profile.customer) => Ok(profile),
-        _ => Err(ApiError::not_found(format!("customer {customer} does not exist"))),
-    })
-    .await?;
+    let profile =
+        blocking(&state, move |p| p.view(&org, scope)?.profile(customer, 50)?.ok_or_else(|| no_customer(customer)))
+            .await?;
     let etag = profile.customer.etag();
     let mut response = ok(to_json(&profile));
     set_etag(&mut response, Some(etag));
@@ -186,7 +180,7 @@ async fn update_customer(
     let id = id(&customer)?;
     let mut customer: Customer = json_body(&body)?;
     customer.id = id;
-    scope.place(&mut customer)?;
+    place(&scope, &mut customer)?;
     let if_match = match headers.get(header::IF_MATCH) {
         None => None,
         Some(v) => Some(
@@ -199,12 +193,11 @@ async fn update_customer(
         ),
     };
     let out = blocking(&state, move |p| {
-        visible(&p.org(&org)?, &scope, id)?;
         let write = match if_match {
             Some(etag) if etag != "*" => Write::UpdateCustomerIfMatch { customer, etag },
             _ => Write::UpdateCustomer(customer),
         };
-        Ok(p.write(&org, &actor, Origin::Api, write)?)
+        Ok(p.write_in(&org, &actor, &scope, Origin::Api, write)?)
     })
     .await?;
     let etag = etag_of(&out);
@@ -224,8 +217,9 @@ async fn erase_customer(
     Path((org, customer)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let actor = caller.require(&org, Role::Manager)?;
+    let scope = caller.scope();
     let id = id(&customer)?;
-    blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Erase, Write::EraseCustomer(id))?)).await?;
+    blocking(&state, move |p| Ok(p.write_in(&org, &actor, &scope, Origin::Erase, Write::EraseCustomer(id))?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -239,11 +233,9 @@ async fn export_customer(
     Path((org, customer)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::Manager)?;
+    let scope = caller.scope();
     let id = id(&customer)?;
-    let doc = blocking(&state, move |p| {
-        p.org(&org)?.export(id)?.ok_or_else(|| ApiError::not_found(format!("customer {id} does not exist")))
-    })
-    .await?;
+    let doc = blocking(&state, move |p| p.view(&org, scope)?.export(id)?.ok_or_else(|| no_customer(id))).await?;
     Ok(ok(doc))
 }
 
@@ -267,9 +259,13 @@ async fn merge_customer(
     let actor = caller.require(&org, Role::Manager)?;
     let keep = id(&customer)?;
     let Merge { remove } = json_body(&body)?;
-    let out =
-        blocking(&state, move |p| Ok(p.write(&org, &actor, Origin::Merge, Write::MergeCustomers { keep, remove })?))
-            .await?;
+    let scope = caller.scope();
+    let out = blocking(&state, move |p| {
+        // Both must be the caller's to see; the one kept is checked again by the write itself.
+        p.view(&org, scope.clone())?.customer(remove)?.ok_or_else(|| no_customer(remove))?;
+        Ok(p.write_in(&org, &actor, &scope, Origin::Merge, Write::MergeCustomers { keep, remove })?)
+    })
+    .await?;
     Ok(ok(written(out)))
 }
 
@@ -289,12 +285,9 @@ async fn customer_scores(
     let customer = id(&customer)?;
     let limit = query_number(&q, "limit")?.unwrap_or(100);
     let body = blocking(&state, move |p| {
-        let store = p.org(&org)?;
-        let profile = match store.profile(customer, 1)? {
-            Some(profile) if scope.allows(&profile.customer) => profile,
-            _ => return Err(ApiError::not_found(format!("customer {customer} does not exist"))),
-        };
-        let history = store.score_history(customer, limit)?;
+        let view = p.view(&org, scope)?;
+        let profile = view.profile(customer, 1)?.ok_or_else(|| no_customer(customer))?;
+        let history = view.org().score_history(customer, limit)?;
         Ok(json!({
             "scores": profile.scores, "labels": profile.labels, "explanations": profile.explanations,
             "history": history,
@@ -322,11 +315,10 @@ async fn timeline(
     let customer = id(&customer)?;
     let limit: u32 = query_number(&q, "limit")?.unwrap_or(50);
     let (items, next) = blocking(&state, move |p| {
-        let store = p.org(&org)?;
-        visible(&store, &scope, customer)?;
-        store
+        p.view(&org, scope)?
             .timeline(customer, q.get("before").map(String::as_str), limit.clamp(1, 1000))
-            .map_err(|e| ApiError::from(e).with_field(Some("before".into())))
+            .map_err(|e| ApiError::from(e).with_field(Some("before".into())))?
+            .ok_or_else(|| no_customer(customer))
     })
     .await?;
     Ok(super::page(&items, next))
@@ -346,8 +338,7 @@ async fn add_interaction(
     let scope = caller.scope();
     let interaction: Interaction = json_body(&body)?;
     let out = blocking(&state, move |p: &Pipeline| {
-        visible(&p.org(&org)?, &scope, interaction.customer)?;
-        Ok(p.write(&org, &actor, Origin::Api, Write::AddInteraction(interaction))?)
+        Ok(p.write_in(&org, &actor, &scope, Origin::Api, Write::AddInteraction(interaction))?)
     })
     .await?;
     Ok(created(written(out)))
@@ -374,12 +365,7 @@ async fn update_ticket(
     let interaction = id(&interaction)?;
     let ticket: crate::model::Ticket = json_body(&body)?;
     let out = blocking(&state, move |p: &Pipeline| {
-        let store = p.org(&org)?;
-        // Out of the caller's scope reads as missing, as a customer does.
-        let missing = || ApiError::not_found(format!("interaction {interaction} does not exist"));
-        let stored = store.interaction(interaction)?.ok_or_else(missing)?;
-        visible(&store, &scope, stored.customer).map_err(|_| missing())?;
-        Ok(p.write(&org, &actor, Origin::Api, Write::UpdateTicket { interaction, ticket })?)
+        Ok(p.write_in(&org, &actor, &scope, Origin::Api, Write::UpdateTicket { interaction, ticket })?)
     })
     .await?;
     Ok(ok(written(out)))

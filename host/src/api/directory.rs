@@ -109,7 +109,8 @@ async fn list_distributors(
     let after: Id = query_number(&q, "cursor")?.unwrap_or(0);
     let limit: u32 = query_number(&q, "limit")?.unwrap_or(100);
     let sponsor = q.get("sponsor").map(|s| id(s)).transpose()?;
-    let items = blocking(&state, move |p| Ok(p.org(&org)?.distributors(after, limit, sponsor)?)).await?;
+    let scope = caller.scope();
+    let items = blocking(&state, move |p| Ok(p.view(&org, scope)?.distributors(after, limit, sponsor)?)).await?;
     let next = (items.len() as u32 == limit.clamp(1, 1000)).then(|| items.last().map(|d| d.id.to_string())).flatten();
     Ok(page(&items, next))
 }
@@ -142,12 +143,19 @@ async fn get_distributor(
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::ReadOnly)?;
     let d = id(&d)?;
+    let scope = caller.scope();
     let body = blocking(&state, move |p| {
-        let store = p.org(&org)?;
-        let found =
-            store.distributor(d)?.ok_or_else(|| ApiError::not_found(format!("distributor {d} does not exist")))?;
+        let view = p.view(&org, scope)?;
+        let found = view.distributor(d)?.ok_or_else(|| no_distributor(d))?;
         let mut body = to_json(&found);
-        body["upline"] = to_json(&store.upline(d)?);
+        // Only the sponsors the caller's scope reaches (a distributor's key sees none above it).
+        let mut upline = Vec::new();
+        for u in view.org().upline(d)? {
+            if view.scope().is_whole_org() || view.distributor(u.id)?.is_some() {
+                upline.push(u);
+            }
+        }
+        body["upline"] = to_json(&upline);
         Ok(body)
     })
     .await?;
@@ -186,13 +194,18 @@ async fn downline(
     caller.require(&org, Role::ReadOnly)?;
     let d = id(&d)?;
     let depth: u32 = query_number(&q, "depth")?.unwrap_or(10);
+    let scope = caller.scope();
     let items = blocking(&state, move |p| {
-        let store = p.org(&org)?;
-        store.distributor(d)?.ok_or_else(|| ApiError::not_found(format!("distributor {d} does not exist")))?;
-        Ok(store.downline(d, depth.clamp(1, 100))?)
+        let view = p.view(&org, scope)?;
+        view.distributor(d)?.ok_or_else(|| no_distributor(d))?;
+        Ok(view.org().downline(d, depth.clamp(1, 100))?)
     })
     .await?;
     Ok(page(&items, None))
+}
+
+fn no_distributor(d: Id) -> ApiError {
+    ApiError::not_found(format!("distributor {d} does not exist"))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -254,11 +267,16 @@ async fn get_segment(
     Path((org, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::ReadOnly)?;
+    let scope = caller.scope();
     let body = blocking(&state, move |p| {
-        let store = p.org(&org)?;
-        let s = store.segment(&name)?.ok_or_else(|| ApiError::not_found(format!("segment `{name}` does not exist")))?;
+        let view = p.view(&org, scope)?;
+        let s = view
+            .org()
+            .segment(&name)?
+            .ok_or_else(|| ApiError::not_found(format!("segment `{name}` does not exist")))?;
         let mut body = to_json(&s);
-        body["count"] = json!(store.count_customers(&s.filter)?);
+        // Counted within the caller's scope: an agent sees how many of theirs are in it.
+        body["count"] = json!(view.count_customers(&s.filter)?);
         Ok(body)
     })
     .await?;
@@ -325,10 +343,14 @@ async fn segment_customers(
 ) -> Result<Response, ApiError> {
     caller.require(&org, Role::Manager)?;
     let limit: u32 = query_number(&q, "limit")?.unwrap_or(50);
+    let scope = caller.scope();
     let body = blocking(&state, move |p| {
-        let store = p.org(&org)?;
-        let s = store.segment(&name)?.ok_or_else(|| ApiError::not_found(format!("segment `{name}` does not exist")))?;
-        Ok(to_json(&store.list_customers(&s.filter, q.get("cursor").map(String::as_str), limit)?))
+        let view = p.view(&org, scope)?;
+        let s = view
+            .org()
+            .segment(&name)?
+            .ok_or_else(|| ApiError::not_found(format!("segment `{name}` does not exist")))?;
+        Ok(to_json(&view.list_customers(&s.filter, q.get("cursor").map(String::as_str), limit)?))
     })
     .await?;
     Ok(ok(body))

@@ -101,6 +101,8 @@ impl From<PipelineError> for ApiError {
             PipelineError::Plugin(_) => unprocessable("Plugin error"),
             PipelineError::NotFound(_) => ApiError::not_found(e.to_string()),
             PipelineError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            PipelineError::OutOfScope(_) => ApiError::forbidden(e.to_string()),
+            PipelineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
             PipelineError::Store(_) => unreachable!("handled above"),
         }
     }

@@ -36,7 +36,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use auth::{Caller, Role, Scope, hash_token, new_token};
+pub use auth::{Caller, Role, Scope, hash_token, new_token, place};
 pub use error::ApiError;
 
 use crate::pipeline::Pipeline;

@@ -15,11 +15,11 @@ use serde::Deserialize;
 
 use super::i18n::{group_thousands, labels, money};
 use super::{L, Nav, OrgPage, PageError, url_escape};
-use crate::api::{ApiError, Role, Scope, State};
+use crate::api::{ApiError, Role, Scope, State, place};
 use crate::model::{Customer, Id, Origin};
-use crate::pipeline::{PipelineError, Warning, Write};
+use crate::pipeline::{Pipeline, PipelineError, Warning, Write};
 use crate::store::filter::{self, FilterError};
-use crate::store::{OrgStore, Profile, Segment, StoreError};
+use crate::store::{Profile, Segment, StoreError};
 
 labels! {
     enum T {
@@ -118,12 +118,12 @@ pub(super) fn routes() -> Router<State> {
 
 const PAGE: u32 = 25;
 
-/// The customer `id` if the caller may see it; the 404 page otherwise.
-fn visible(store: &OrgStore, scope: &Scope, id: Id) -> Result<Customer, ApiError> {
-    match store.customer(id)? {
-        Some(c) if scope.allows(&c) => Ok(c),
-        _ => Err(ApiError::not_found(format!("customer {id} does not exist"))),
-    }
+/// The customer `id` if the caller may see it; the 404 page otherwise (missing or outside the
+/// scope: the same answer).
+fn visible(p: &Pipeline, org: &str, scope: &Scope, id: Id) -> Result<Customer, ApiError> {
+    p.view(org, scope.clone())?
+        .customer(id)?
+        .ok_or_else(|| ApiError::not_found(format!("customer {id} does not exist")))
 }
 
 fn customer_id(page: &OrgPage, text: &str) -> Result<Id, PageError> {
@@ -165,21 +165,19 @@ async fn search(page: &OrgPage, q: String, segment: String, cursor: String) -> R
     let scope = page.caller.scope();
     let org = page.org.clone();
     page.blocking(move |p| {
-        let store = p.org(&org)?;
-        let segments = store.segments()?;
+        let view = p.view(&org, scope)?;
+        let segments = view.org().segments()?;
         let filter = match (q.trim(), segments.iter().find(|s| s.name == segment)) {
             ("", Some(s)) => s.filter.clone(),
             (q, _) => q.to_owned(),
         };
-        let full = match filter::within(&filter, scope.filter().as_deref()) {
-            Ok(full) => full,
-            Err(error) => {
-                return Ok(Listing { filter, error: Some(error), items: vec![], next: None, total: 0, segments });
-            }
-        };
+        // The caller's own filter, parsed alone: its error is shown at its token.
+        if let Err(error) = filter::parse(&filter) {
+            return Ok(Listing { filter, error: Some(error), items: vec![], next: None, total: 0, segments });
+        }
         let cursor = (!cursor.is_empty()).then_some(cursor.as_str());
-        let found = store.list_customers(&full, cursor, PAGE)?;
-        let total = store.count_customers(&full)?;
+        let found = view.list_customers(&filter, cursor, PAGE)?;
+        let total = view.count_customers(&filter)?;
         Ok(Listing { filter, error: None, items: found.items, next: found.next_cursor, total, segments })
     })
     .await
@@ -415,10 +413,10 @@ async fn load(page: &OrgPage, id: Id, before: Option<String>) -> Result<Full, Pa
     let scope = page.caller.scope();
     let org = page.org.clone();
     page.blocking(move |p| {
-        let store = p.org(&org)?;
-        let mut profile = match store.profile(id, 20)? {
-            Some(profile) if scope.allows(&profile.customer) => profile,
-            _ => return Err(ApiError::not_found(format!("customer {id} does not exist"))),
+        let view = p.view(&org, scope)?;
+        let store = view.org();
+        let Some(mut profile) = view.profile(id, 20)? else {
+            return Err(ApiError::not_found(format!("customer {id} does not exist")));
         };
         let timeline_first = before.is_none();
         if let Some(before) = before {
@@ -682,7 +680,7 @@ async fn edit_form(page: OrgPage, Path((_, id)): Path<(String, String)>) -> Resu
     let id = customer_id(&page, &id)?;
     let scope = page.caller.scope();
     let org = page.org.clone();
-    let c = page.blocking(move |p| visible(&p.org(&org)?, &scope, id)).await?;
+    let c = page.blocking(move |p| visible(p, &org, &scope, id)).await?;
     Ok(render_edit(&page, id, &EditForm::of(&c), None))
 }
 
@@ -749,13 +747,13 @@ async fn edit(
     let submitted = form.clone();
     let result = page
         .blocking(move |p| {
-            let stored = visible(&p.org(&org)?, &scope, id)?;
+            let stored = visible(p, &org, &scope, id)?;
             let mut customer = match submitted.apply(stored) {
                 Ok(c) => c,
                 Err((field, message)) => return Ok(Err(Verdict::AtField(field, message.text(lang).into(), None))),
             };
             customer.id = id;
-            if let Err(e) = scope.place(&mut customer) {
+            if let Err(e) = place(&scope, &mut customer) {
                 return Ok(Err(verdict_of(e.field, e.detail, None)));
             }
             let write = if submitted.etag.is_empty() {
@@ -763,12 +761,12 @@ async fn edit(
             } else {
                 Write::UpdateCustomerIfMatch { customer, etag: submitted.etag.clone() }
             };
-            match p.write(&org, &actor, Origin::Console, write) {
+            match p.write_in(&org, &actor, &scope, Origin::Console, write) {
                 Ok(out) => Ok(Ok((out.changed, out.warnings))),
                 Err(PipelineError::Denied { plugin, reason, field }) => {
                     Ok(Err(verdict_of(field, reason, Some(plugin))))
                 }
-                Err(PipelineError::Store(crate::store::StoreError::Conflict(_))) => {
+                Err(PipelineError::Store(StoreError::Conflict(_))) => {
                     Ok(Err(Verdict::General(T::Stale.text(lang).into())))
                 }
                 Err(e) => {
@@ -841,13 +839,11 @@ async fn merge(
     let org = page.org.clone();
     let out = page
         .blocking(move |p| {
-            let store = p.org(&org)?;
-            visible(&store, &scope, keep)?;
-            visible(&store, &scope, remove)?;
+            visible(p, &org, &scope, remove)?;
             if keep == remove {
                 return Err(ApiError::bad_request("a customer cannot be merged into itself"));
             }
-            Ok(p.write(&org, &actor, Origin::Merge, Write::MergeCustomers { keep, remove })?)
+            Ok(p.write_in(&org, &actor, &scope, Origin::Merge, Write::MergeCustomers { keep, remove })?)
         })
         .await?;
     let profile = page.href(&format!("/customers/{keep}"));
@@ -862,9 +858,7 @@ async fn export(page: OrgPage, Path((_, id)): Path<(String, String)>) -> Result<
     let org = page.org.clone();
     let doc = page
         .blocking(move |p| {
-            let store = p.org(&org)?;
-            visible(&store, &scope, id)?;
-            store.export(id)?.ok_or_else(|| ApiError::not_found(format!("customer {id} does not exist")))
+            p.view(&org, scope)?.export(id)?.ok_or_else(|| ApiError::not_found(format!("customer {id} does not exist")))
         })
         .await?;
     let body = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -883,7 +877,7 @@ async fn erase_form(page: OrgPage, Path((_, id)): Path<(String, String)>) -> Res
     let id = customer_id(&page, &id)?;
     let scope = page.caller.scope();
     let org = page.org.clone();
-    let c = page.blocking(move |p| visible(&p.org(&org)?, &scope, id)).await?;
+    let c = page.blocking(move |p| visible(p, &org, &scope, id)).await?;
     Ok(render_erase(&page, &c, false))
 }
 
@@ -929,12 +923,12 @@ async fn erase(
     let c = {
         let org = org.clone();
         let scope = scope.clone();
-        page.blocking(move |p| visible(&p.org(&org)?, &scope, id)).await?
+        page.blocking(move |p| visible(p, &org, &scope, id)).await?
     };
     if form.confirm.trim() != id.to_string() {
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_erase(&page, &c, true)).into_response());
     }
-    page.blocking(move |p| Ok(p.write(&org, &actor, Origin::Erase, Write::EraseCustomer(id))?)).await?;
+    page.blocking(move |p| Ok(p.write_in(&org, &actor, &scope, Origin::Erase, Write::EraseCustomer(id))?)).await?;
     let q = format!("{}?erased={id}", page.href("/customers"));
     Ok(Redirect::to(&q).into_response())
 }

@@ -53,11 +53,6 @@ struct Data {
     decisions: Option<Vec<TraceRecord>>,
 }
 
-/// `filter` narrowed to the scope, if any.
-fn within(filter: &str, scope: Option<&str>) -> Result<String, crate::store::StoreError> {
-    Ok(crate::store::filter::within(filter, scope)?)
-}
-
 async fn show(page: OrgPage) -> Result<Markup, PageError> {
     let scope = page.caller.scope();
     let owner = page.can(Role::Owner);
@@ -65,18 +60,16 @@ async fn show(page: OrgPage) -> Result<Markup, PageError> {
     let now = crate::store::now_ms();
     let data = page
         .blocking(move |p| {
-            let store = p.org(&org)?;
-            let scope_filter = scope.filter();
-            let scope_filter = scope_filter.as_deref();
+            let view = p.view(&org, scope)?;
+            let store = view.org();
             let week_ago =
                 time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now - 7 * 86_400_000) * 1_000_000)
                     .map_err(|e| ApiError::internal(e.to_string()))?
                     .date();
-            let customers = store.count_customers(&within("", scope_filter)?)?;
-            let active_week =
-                store.count_customers(&within(&format!("interactions.last >= {week_ago}"), scope_filter)?)?;
-            let sums = store.aggregate(&AggregateQuery {
-                filter: within("", scope_filter)?,
+            let customers = view.count_customers("")?;
+            let active_week = view.count_customers(&format!("interactions.last >= {week_ago}"))?;
+            let sums = view.aggregate(&AggregateQuery {
+                filter: String::new(),
                 group_by: vec!["branch".into()],
                 aggregations: vec![
                     Aggregation { op: AggregateOp::Sum, field: Some("tickets.open".into()) },
@@ -93,13 +86,13 @@ async fn show(page: OrgPage) -> Result<Markup, PageError> {
                 .map(|(b, (n, late))| (b, *n as u64, *late as u64))
                 .filter(|(_, n, _)| *n > 0)
                 .collect();
-            let interactions = store.count_interactions_since(&within("", scope_filter)?, now - 7 * 86_400_000)?;
+            let interactions = view.count_interactions_since("", now - 7 * 86_400_000)?;
             let mut segments = Vec::new();
             for s in store.segments()? {
-                let size = within(&s.filter, scope_filter).and_then(|f| store.count_customers(&f)).unwrap_or(0);
+                let size = view.count_customers(&s.filter).unwrap_or(0);
                 segments.push((s.name, s.description, size));
             }
-            let decisions = if owner { Some(latest_decisions(p, &org, &store, 10)?) } else { None };
+            let decisions = if owner { Some(latest_decisions(p, &org, store, 10)?) } else { None };
             Ok(Data { customers, active_week, interactions, tickets, segments, decisions })
         })
         .await?;

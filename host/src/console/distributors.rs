@@ -121,21 +121,21 @@ impl Tree {
 /// Read every distributor and the customers' numbers per distributor, within the caller's scope.
 async fn load(page: &OrgPage) -> Result<Tree, PageError> {
     let org = page.org.clone();
-    let filter = page.caller.scope().filter().unwrap_or_default();
+    let scope = page.caller.scope();
     page.blocking(move |p| {
-        let store = p.org(&org)?;
+        let view = p.view(&org, scope)?;
         let mut all = Vec::new();
         loop {
             let after = all.last().map_or(0, |d: &Distributor| d.id);
-            let batch = store.distributors(after, 1000, None)?;
+            let batch = view.distributors(after, 1000, None)?;
             let done = batch.len() < 1000;
             all.extend(batch);
             if done {
                 break;
             }
         }
-        let result = store.aggregate(&AggregateQuery {
-            filter,
+        let result = view.aggregate(&AggregateQuery {
+            filter: String::new(),
             group_by: vec!["distributor".into()],
             aggregations: vec![Aggregation { op: AggregateOp::Sum, field: Some("purchases.total_minor".into()) }],
             limit: 0,

@@ -24,7 +24,8 @@ use maud::{Markup, html};
 use super::i18n::{group_thousands, labels};
 use super::{L, Nav, OrgPage, PageError, url_escape};
 use crate::api::{ApiError, Role, State, new_token};
-use crate::store::{ImportFormat, ImportKind, ImportReport, now_ms};
+use crate::pipeline::{ImportFormat, ImportKind, ImportReport};
+use crate::store::now_ms;
 
 labels! {
     enum T {
@@ -530,7 +531,7 @@ async fn report_json(page: OrgPage, Path((_, id)): Path<(String, String)>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RowError, RowWarning};
+    use crate::pipeline::{RowError, RowWarning};
 
     #[test]
     fn the_format_follows_the_file_name_then_the_media_type() {

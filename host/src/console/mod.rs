@@ -84,7 +84,7 @@ pub fn router(state: &State) -> Router<State> {
         // and every console request by the long timeout, as the API's bulk routes are.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(state.limits.upload))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+            StatusCode::REQUEST_TIMEOUT,
             state.limits.long_timeout,
         ))
 }

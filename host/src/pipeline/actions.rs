@@ -35,7 +35,7 @@ impl Pipeline {
         action: Action,
         chain: &mut Chain,
     ) {
-        let actor = Actor { name: active.row.name.clone(), role: "plugin".into() };
+        let actor = Actor { name: active.row.name.clone(), role: crate::model::Role::Plugin };
         let depth = cause.depth + 1;
         let result = if depth > self.shared.settings.max_depth {
             Err(PipelineError::DepthExceeded {

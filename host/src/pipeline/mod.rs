@@ -9,8 +9,14 @@
 //!    level deeper, up to [`Settings::max_depth`];
 //! 4. *scoring*: the customers the whole chain touched are rescored by the organization's scorers.
 //!
-//! Each policy runs exactly once per change: plugin calls are never retried, and a failed commit
-//! fails the write rather than judging it again.
+//! No plugin runs while a transaction is open or the store's writer is held: a change is built
+//! and judged from committed data, then committed in a short transaction that holds only SQL. The
+//! commit reads the record again; if it changed while policies judged, the change is judged again
+//! (at most [`REJUDGE`] times), so what lands is always what policies saw. Imports take the same
+//! path, a batch of records at a time.
+//!
+//! Each kind of write says how it becomes a change, commits and is audited in one place:
+//! `writes.rs`.
 
 mod actions;
 mod import;
@@ -18,6 +24,7 @@ mod registry;
 pub(crate) mod report;
 mod scoring;
 mod trial;
+mod writes;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,18 +33,19 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{
-    Actor, Branch, Change, Customer, Decision, Distributor, Entity, Id, Interaction, Operation, Origin, Ticket,
-    TicketStatus,
-};
+use crate::model::{Actor, Change, Decision, Entity, Id, Operation, Origin};
 use crate::plugins::{CallContext, CallError, Called, Limits, Plugin, Runtime, Trace, World};
-use crate::store::{self, FailureMode, OrgStore, PluginRow, Store, StoreError, TraceRecord, now_ms};
+use crate::store::{
+    self, FailureMode, OrgStore, PluginRow, Scope, Store, StoreError, TraceOutcome, TraceRecord, View, now_ms,
+};
 
 pub use actions::ActionOutcome;
+pub use import::{BATCH, ImportFormat, ImportKind, ImportReport, RowError, RowWarning};
 pub use registry::{ConfigError, Installed as InstalledVersion};
 pub use report::{Format, render};
 pub use scoring::{NativeScorer, Scorer, Scoring};
 pub use trial::{DryRun, ShadowReport};
+pub use writes::{CustomerRecord, DistributorRecord, ExternalRef, Write};
 
 /// How the pipeline behaves; the defaults are what a new organization gets.
 #[derive(Debug, Clone)]
@@ -83,6 +91,13 @@ pub enum PipelineError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The record would land outside the caller's scope (an agent's branch or distributor).
+    #[error("{0}")]
+    OutOfScope(String),
+    /// The write collides with what is stored (a key in use, a fact recorded otherwise), or the
+    /// record kept changing while policies judged it.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("{0}")]
@@ -103,39 +118,6 @@ impl PipelineError {
 }
 
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
-
-/// One change to an organization's data.
-#[derive(Debug, Clone)]
-pub enum Write {
-    CreateCustomer(Customer),
-    /// The whole record as it should be (read, change, write back).
-    UpdateCustomer(Customer),
-    /// An update that lands only if the stored record is still the one with this ETag
-    /// ([`Customer::etag`]): optimistic concurrency for clients that read, edit, write back.
-    UpdateCustomerIfMatch {
-        customer: Customer,
-        etag: String,
-    },
-    AddInteraction(Interaction),
-    /// The service state of a ticket interaction (status, category, due time, resolution): the
-    /// rest of an interaction is a fact and never changes. Closing sets `closed_at` to the
-    /// write's time unless given.
-    UpdateTicket {
-        interaction: Id,
-        ticket: Ticket,
-    },
-    EraseCustomer(Id),
-    /// Merge `remove` into `keep` (duplicates): judged as an update of `keep` to the merged
-    /// profile, with origin `merge`.
-    MergeCustomers {
-        keep: Id,
-        remove: Id,
-    },
-    /// Create or update a branch (by code).
-    SaveBranch(Branch),
-    /// Create (id 0) or update a distributor; a new `sponsor` moves it in the tree.
-    SaveDistributor(Distributor),
-}
 
 /// A warning a policy returned (or a fail-open policy's failure): the write landed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -199,6 +181,7 @@ impl Drop for Shared {
 }
 
 /// An organization's plugins as calls see them.
+#[derive(Default)]
 pub(crate) struct OrgPlugins {
     pub policies: Vec<Arc<Active>>,
     pub scorers: Vec<Arc<Active>>,
@@ -275,9 +258,6 @@ impl Pipeline {
     /// its denials' `policy.denied` events: a denied write rolls back, so they take a small
     /// transaction of their own.
     fn flush_chain(&self, org: &OrgStore, chain: &mut Chain) -> Result<()> {
-        if chain.deferred {
-            return Ok(());
-        }
         self.keep_traces(org, std::mem::take(&mut chain.traces))?;
         let denials = std::mem::take(&mut chain.denials);
         if !denials.is_empty() {
@@ -347,23 +327,50 @@ impl Pipeline {
         Ok(self.shared.store.org(slug)?)
     }
 
+    /// An organization's data as a caller working in `scope` sees it.
+    ///
+    /// # Errors
+    /// The organization does not exist.
+    pub fn view(&self, slug: &str, scope: Scope) -> Result<View> {
+        Ok(View::new(self.org(slug)?, scope))
+    }
+
     /// Apply one write for `actor` through the whole pipeline.
+    ///
+    /// # Errors
+    /// The write was refused (a policy's denial, a failing fail-closed policy, an invalid value, a
+    /// missing record, a conflict) or could not be stored; nothing of it landed.
     pub fn write(&self, org: &str, actor: &Actor, origin: Origin, write: Write) -> Result<Outcome> {
+        self.write_in(org, actor, &Scope::default(), origin, write)
+    }
+
+    /// [`Pipeline::write`] for a caller who works in `scope`: a record outside it is answered as
+    /// missing, and the write may not move one out of it. Follow-up actions are the plugins' own
+    /// and not limited by it.
+    ///
+    /// # Errors
+    /// As [`Pipeline::write`]; `NotFound` for a record outside the scope, `OutOfScope` for one
+    /// the write would move out of it.
+    pub fn write_in(&self, org: &str, actor: &Actor, scope: &Scope, origin: Origin, write: Write) -> Result<Outcome> {
         let org = self.org(org)?;
-        let mut chain = Chain::default();
-        let record = self.apply(&org, actor, origin, 0, write, &mut chain)?;
-        let rescored = self.rescore_touched(&org, &chain.touched, &mut chain.traces);
+        let mut chain = Chain { scope: scope.clone(), ..Chain::default() };
+        let landed = self.apply(&org, actor, origin, 0, write, &mut chain);
+        let rescored = match &landed {
+            Ok(_) => self.rescore_touched(&org, &chain.touched, &mut chain.traces),
+            Err(_) => Vec::new(),
+        };
         self.flush_chain(&org, &mut chain)?;
+        let landed = landed?;
         Ok(Outcome {
-            changed: record.is_some(),
-            record: record.flatten(),
+            changed: landed.is_some(),
+            record: landed.flatten(),
             warnings: chain.warnings,
             actions: chain.actions,
             rescored,
         })
     }
 
-    /// One change, at `depth` in its chain of actions. `Ok(None)` when it changed nothing;
+    /// One write, at `depth` in its chain of actions. `Ok(None)` when it changed nothing;
     /// `Ok(Some(None))` for an erasure.
     fn apply(
         &self,
@@ -374,134 +381,236 @@ impl Pipeline {
         write: Write,
         chain: &mut Chain,
     ) -> Result<Option<Option<Entity>>> {
-        let Some(change) = self.change_for(org, actor, origin, depth, &write)? else { return Ok(None) };
-        let private = std::mem::replace(&mut chain.private, matches!(write, Write::EraseCustomer(_)));
-        let result = self.apply_change(org, actor, depth, write, change, chain);
-        chain.private = private;
-        result
+        let mut results = self.apply_all(org, actor, origin, depth, &[write], chain, Judging::Policies)?;
+        results.pop().expect("one result per write").map(|l| l.map(|l| l.record))
     }
 
-    fn apply_change(
+    /// The one write path: judge every write (no lock held), commit the judged ones in one
+    /// transaction (each in a savepoint, so one bad record does not sink the others), judge again
+    /// whatever changed meanwhile, then run the after hooks of what landed. One result per write,
+    /// in order; `Err` only when the batch's transaction itself failed.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_all(
         &self,
         org: &OrgStore,
         actor: &Actor,
+        origin: Origin,
         depth: u32,
-        write: Write,
-        mut change: Change,
+        writes: &[Write],
         chain: &mut Chain,
-    ) -> Result<Option<Option<Entity>>> {
-        let plugins = self.plugins_of(org)?;
+        judging: Judging,
+    ) -> Result<Vec<Result<Option<Landed>>>> {
+        let plugins = match judging {
+            Judging::Policies => self.plugins_of(org)?,
+            Judging::Bypass => Arc::new(OrgPlugins::default()),
+        };
         let data: Arc<dyn crate::plugins::DataSource> = Arc::new(org.clone());
-        let decisions = self.judge(org, &plugins, &data, &mut change, chain)?;
+        let mut results: Vec<Option<Result<Option<Landed>>>> = writes.iter().map(|_| None).collect();
+        let mut landed = Vec::new();
+        let mut todo: Vec<usize> = (0..writes.len()).collect();
+        for _ in 0..=REJUDGE {
+            let mut judged = Vec::new();
+            for &i in &todo {
+                match self.judge_write(org, &plugins, &data, actor, origin, depth, &writes[i], chain) {
+                    Ok(Some(j)) => judged.push((i, j)),
+                    Ok(None) => results[i] = Some(Ok(None)),
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            todo.clear();
+            if judged.is_empty() {
+                break;
+            }
+            let committed = self.commit(org, actor, origin, depth, writes, &judged, chain)?;
+            for ((i, mut j), outcome) in judged.into_iter().zip(committed) {
+                match outcome {
+                    Committed::Stored(record) => {
+                        chain.warnings.extend(j.warnings.iter().cloned());
+                        if let Some(c) = record.as_ref().and_then(Entity::customer_id) {
+                            chain.touched.insert(c);
+                        }
+                        j.change.after = record.clone();
+                        let operation = j.change.operation;
+                        results[i] = Some(Ok(Some(Landed { record, operation, warnings: j.warnings })));
+                        landed.push((i, j.change));
+                    }
+                    Committed::Stale => todo.push(i),
+                    Committed::Failed(e) => results[i] = Some(Err(e.into())),
+                }
+            }
+        }
+        for i in todo {
+            results[i] = Some(Err(PipelineError::Conflict(format!(
+                "the record kept changing while policies judged this write ({} tries); try again",
+                REJUDGE + 1
+            ))));
+        }
+        landed.sort_by_key(|(i, _)| *i);
+        for (_, change) in &landed {
+            self.after(org, &plugins, &data, change, chain);
+        }
+        Ok(results.into_iter().map(|r| r.expect("every write has a result")).collect())
+    }
 
-        // Commit: the write, its audit row with every decision, the change for dry-runs, and the
-        // policies' traces (with the organization's buffered ones, written first so that an
-        // erasure below removes any that concern its customer), in one transaction.
+    /// Build a write's change from what is stored and judge it with the enabled policies.
+    #[allow(clippy::too_many_arguments)]
+    fn judge_write(
+        &self,
+        org: &OrgStore,
+        plugins: &OrgPlugins,
+        data: &Arc<dyn crate::plugins::DataSource>,
+        actor: &Actor,
+        origin: Origin,
+        depth: u32,
+        write: &Write,
+        chain: &mut Chain,
+    ) -> Result<Option<Judged>> {
+        let kind = write.kind();
+        let stored = kind.stored(org)?;
+        let proposed = kind.propose(org, stored.clone())?;
+        if depth == 0 {
+            // A write that would change nothing still answers "missing" outside the scope.
+            match &proposed {
+                Some(p) => within_scope(org, &chain.scope, p.before.as_ref(), p.after.as_ref())?,
+                None => within_scope(org, &chain.scope, stored.as_ref(), None)?,
+            }
+        }
+        let Some(proposed) = proposed else { return Ok(None) };
+        let changed_fields = match &proposed.after {
+            Some(a) => a.changed_fields(proposed.before.as_ref()),
+            None => Vec::new(),
+        };
+        let mut change = Change {
+            operation: proposed.operation,
+            before: proposed.before,
+            after: proposed.after,
+            changed_fields,
+            actor: actor.clone(),
+            origin,
+            depth,
+            at: now_ms(),
+        };
+        let traces = chain.traces.len();
+        let warnings = chain.warnings.len();
+        let private = std::mem::replace(&mut chain.private, erases(&change));
+        let decisions = self.judge(org, plugins, data, &mut change, chain);
+        chain.private = private;
+        let warnings = chain.warnings.split_off(warnings);
+        Ok(Some(Judged { stored, change, decisions: decisions?, traces: traces..chain.traces.len(), warnings }))
+    }
+
+    /// Commit judged writes in one short transaction (SQL only: no plugin runs here), with their
+    /// audit rows, the chain's traces and its denials' events. A write whose record is no longer
+    /// what was judged is left out (`Stale`) to be judged again.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        org: &OrgStore,
+        actor: &Actor,
+        origin: Origin,
+        depth: u32,
+        writes: &[Write],
+        judged: &[(usize, Judged)],
+        chain: &mut Chain,
+    ) -> Result<Vec<Committed>> {
+        // The organization's buffered traces go first, so that an erasure below removes any that
+        // concern its customer.
         let pending = self.take_traces(org);
+        let mut batch = (origin == Origin::Import).then(ImportAudit::default);
         let committed = org.write(|tx| {
             tx.record_traces(&pending)?;
-            let stored = match (&write, &change.after) {
-                (Write::CreateCustomer(_), Some(Entity::Customer(c))) => {
-                    Some(Entity::Customer(tx.insert_customer(&Customer { id: 0, ..c.clone() })?))
-                }
-                (Write::UpdateCustomer(_) | Write::UpdateCustomerIfMatch { .. }, Some(Entity::Customer(c))) => {
-                    if let Write::UpdateCustomerIfMatch { etag, .. } = &write {
-                        check_etag(tx.customer(c.id)?.as_ref(), etag)?;
+            let mut out = Vec::with_capacity(judged.len());
+            for (i, j) in judged {
+                let kind = writes[*i].kind();
+                let outcome = tx.all_or_nothing(|| {
+                    if kind.stored(tx)? != j.stored {
+                        return Ok(None);
                     }
-                    tx.update_customer(c)?;
-                    tx.customer(c.id)?.map(Entity::Customer)
-                }
-                (Write::AddInteraction(_), Some(Entity::Interaction(i))) => {
-                    let id = tx.insert_interaction(i)?;
-                    Some(Entity::Interaction(Interaction { id, ..i.clone() }))
-                }
-                (Write::UpdateTicket { interaction, .. }, Some(Entity::Interaction(i))) => {
-                    // Policies may patch only the ticket: everything else stays as it happened.
-                    let before = match &change.before {
-                        Some(Entity::Interaction(b)) => b,
-                        _ => unreachable!("a ticket update has the stored interaction as `before`"),
-                    };
-                    if (Interaction { ticket: None, ..i.clone() }) != (Interaction { ticket: None, ..before.clone() }) {
-                        return Err(StoreError::Invalid(
-                            "a policy's patch changed an interaction's facts; only its ticket may change".into(),
-                        ));
+                    let stored = kind.commit(tx, actor, &j.change)?;
+                    let (action, entity) = kind.audited(&j.change);
+                    let id = stored.as_ref().or(j.change.before.as_ref()).and_then(Entity::id);
+                    if kind.audits_itself() {
+                        // The store's own audit row says what happened; this one, what policies decided.
+                        if !j.decisions.is_empty() {
+                            let detail = json!({ "origin": j.change.origin, "decisions": j.decisions });
+                            tx.audit(actor, "policy.decisions", entity, id, detail)?;
+                        }
+                    } else if batch.is_none() {
+                        let detail = json!({
+                            "origin": j.change.origin, "depth": depth, "changed_fields": j.change.changed_fields,
+                            "decisions": j.decisions, "record": stored,
+                        });
+                        tx.audit(actor, action, entity, id, detail)?;
+                        let customer = stored.as_ref().and_then(Entity::customer_id);
+                        tx.log_change(&Change { after: stored.clone(), ..j.change.clone() }, customer)?;
                     }
-                    let ticket = i.ticket.clone().ok_or_else(|| {
-                        StoreError::Invalid("a policy's patch removed the ticket of a ticket interaction".into())
-                    })?;
-                    tx.update_ticket(*interaction, &ticket)?;
-                    Some(Entity::Interaction(i.clone()))
-                }
-                (Write::EraseCustomer(id), _) => {
-                    tx.erase_customer(actor, *id)?;
-                    None
-                }
-                (Write::MergeCustomers { keep, remove }, Some(Entity::Customer(c))) => {
-                    Some(Entity::Customer(tx.merge_customers(actor, *keep, *remove, Some(c))?))
-                }
-                (Write::SaveBranch(_), Some(Entity::Branch(b))) => Some(Entity::Branch(tx.save_branch(b)?)),
-                (Write::SaveDistributor(_), Some(Entity::Distributor(d))) => {
-                    Some(Entity::Distributor(tx.save_distributor(d)?))
-                }
-                _ => return Err(StoreError::Invalid("a policy's patch replaced the record with another kind".into())),
-            };
-            let (action, entity, id) = audit_target(&write, stored.as_ref());
-            let customer =
-                stored.as_ref().and_then(Entity::customer_id).or(change.before.as_ref().and_then(Entity::customer_id));
-            let mut logged = change.clone();
-            logged.after = stored.clone();
-            if matches!(write, Write::EraseCustomer(_) | Write::MergeCustomers { .. }) {
-                // The store's own audit row says what happened; this one, what policies decided.
-                if !decisions.is_empty() {
-                    tx.audit(
-                        actor,
-                        "policy.decisions",
-                        entity,
-                        id,
-                        json!({ "origin": change.origin, "decisions": decisions }),
-                    )?;
-                }
-            } else {
-                tx.audit(
-                    actor,
-                    action,
-                    entity,
-                    id,
-                    json!({
-                        "origin": change.origin, "depth": depth, "changed_fields": change.changed_fields,
-                        "decisions": decisions, "record": stored,
-                    }),
-                )?;
-                tx.log_change(&logged, customer)?;
+                    if let Some(stored) = &stored {
+                        tx.record_event(j.change.before.as_ref(), stored)?;
+                    }
+                    if let Some(batch) = batch.as_mut().filter(|_| !kind.audits_itself()) {
+                        batch.add(entity, id, j, stored.as_ref());
+                    }
+                    Ok(Some(stored))
+                });
+                out.push(match outcome {
+                    Ok(Some(stored)) => Committed::Stored(stored),
+                    Ok(None) => Committed::Stale,
+                    Err(e) if e.is_storage_failure() => return Err(e),
+                    Err(e) => Committed::Failed(e),
+                });
             }
-            if let Some(stored) = &stored {
-                tx.record_event(change.before.as_ref(), stored)?;
+            // Each call's trace carries the customer it concerns (a new one's id is known only
+            // now), so that erasing the customer later finds it.
+            for ((_, j), outcome) in judged.iter().zip(&out) {
+                let record = match outcome {
+                    Committed::Stored(stored) => stored.as_ref(),
+                    _ => None,
+                };
+                let customer = record.or(j.change.before.as_ref()).and_then(Entity::customer_id);
+                for t in &mut chain.traces[j.traces.clone()] {
+                    t.customer = t.customer.or(customer);
+                }
             }
-            for t in &mut chain.traces {
-                t.customer = t.customer.or(customer);
+            if let Some(batch) = batch.take().filter(|b| b.entity.is_some()) {
+                let entity = batch.entity.unwrap_or("record");
+                let detail =
+                    json!({ "created": batch.created, "updated": batch.updated, "decisions": batch.decisions });
+                tx.audit(actor, "import", entity, None, detail)?;
             }
             tx.record_traces(&chain.traces)?;
-            Ok(stored)
+            for (customer, payload) in &chain.denials {
+                tx.webhook_event(store::POLICY_DENIED, *customer, || Ok(payload.clone()))?;
+            }
+            Ok(out)
         });
-        let stored = match committed {
-            Ok(stored) => stored,
+        match committed {
+            Ok(out) => {
+                chain.traces.clear();
+                chain.denials.clear();
+                Ok(out)
+            }
             Err(e) => {
                 self.keep_traces(org, pending)?;
-                return Err(e.into());
+                Err(e.into())
             }
-        };
-        chain.traces.clear();
-        if let Some(c) = stored.as_ref().and_then(Entity::customer_id) {
-            chain.touched.insert(c);
         }
-
-        change.after = stored.clone();
-        self.after(org, &plugins, &data, &change, chain);
-        Ok(Some(stored))
     }
 
     /// The after hooks of a change that landed, and the follow-up actions they ask for.
     fn after(
+        &self,
+        org: &OrgStore,
+        plugins: &OrgPlugins,
+        data: &Arc<dyn crate::plugins::DataSource>,
+        change: &Change,
+        chain: &mut Chain,
+    ) {
+        let private = std::mem::replace(&mut chain.private, erases(change));
+        self.after_hooks(org, plugins, data, change, chain);
+        chain.private = private;
+    }
+
+    fn after_hooks(
         &self,
         org: &OrgStore,
         plugins: &OrgPlugins,
@@ -516,7 +625,16 @@ impl Pipeline {
             let actions = match active.plugin.after(&ctx, change) {
                 Ok(called) => {
                     let summary = (!called.value.is_empty()).then(|| format!("{} action(s)", called.value.len()));
-                    chain.trace(active, "after", Some(&digest), customer, "actions", summary, &called.trace, None);
+                    chain.trace(
+                        active,
+                        "after",
+                        Some(&digest),
+                        customer,
+                        TraceOutcome::Actions,
+                        summary,
+                        &called.trace,
+                        None,
+                    );
                     called.value
                 }
                 Err(e) => {
@@ -567,7 +685,6 @@ impl Pipeline {
                     self.failed(org, active, "before", Some(&digest), customer, &e, chain);
                     match active.row.failure_mode {
                         FailureMode::Closed => {
-                            self.flush_chain(org, chain)?;
                             return Err(PipelineError::PolicyFailed {
                                 plugin: name,
                                 code: e.failure.code(),
@@ -589,7 +706,6 @@ impl Pipeline {
                 Decision::Warn { message } => chain.warnings.push(Warning { plugin: name, message }),
                 Decision::Deny(d) => {
                     chain.denied(change, &name, &d);
-                    self.flush_chain(org, chain)?;
                     return Err(PipelineError::Denied { plugin: name, reason: d.reason, field: d.field });
                 }
                 Decision::Patch { patches } => {
@@ -598,9 +714,8 @@ impl Pipeline {
                         // The call returned, but what it returned is unusable: a failure of the
                         // plugin's, in its trace like any other.
                         let trace = chain.traces.last_mut().expect("traced above");
-                        trace.outcome = "error".into();
+                        trace.outcome = TraceOutcome::Error;
                         trace.error = Some(format!("plugin `{name}` {error}"));
-                        self.flush_chain(org, chain)?;
                         return Err(PipelineError::PolicyFailed { plugin: name, code: "bad_output", error });
                     }
                     digest = self::digest(change);
@@ -623,11 +738,12 @@ impl Pipeline {
         chain: &mut Chain,
     ) {
         tracing::warn!(org = %org.org().slug, plugin = %active.row.name, hook, code = error.failure.code(), "{error}");
-        chain.trace(active, hook, digest, customer, "error", None, &error.trace, Some(error.to_string()));
+        chain.trace(active, hook, digest, customer, TraceOutcome::Error, None, &error.trace, Some(error.to_string()));
         // The failures already recorded plus this one.
         let since = now_ms() - self.shared.settings.failure_window_ms;
         let recorded = org.failures_since(&active.row.name, since).unwrap_or(0);
-        let failure = |t: &&TraceRecord| t.plugin == active.row.name && t.outcome == "error" && t.at >= since;
+        let failure =
+            |t: &&TraceRecord| t.plugin == active.row.name && t.outcome == TraceOutcome::Error && t.at >= since;
         let buffered = {
             let all = self.shared.traces.lock().unwrap_or_else(|e| e.into_inner());
             all.get(&org.org().id).map_or(0, |b| b.iter().filter(failure).count())
@@ -639,19 +755,14 @@ impl Pipeline {
                 recorded + pending,
                 self.shared.settings.failure_window_ms / 60_000
             );
-            if chain.deferred {
-                // Inside an import's transaction: disable once it commits.
-                chain.disable.push((active.row.name.clone(), reason));
-            } else {
-                self.disable_failing(org, &active.row.name, &reason);
-            }
+            self.disable_failing(org, &active.row.name, &reason);
         }
     }
 
     /// Disable a plugin that keeps failing, with an audit row saying why.
     fn disable_failing(&self, org: &OrgStore, name: &str, reason: &str) {
         {
-            let host = Actor { name: "rapport".into(), role: "host".into() };
+            let host = Actor { name: "rapport".into(), role: crate::model::Role::Host };
             let disabled = org.write(|tx| {
                 let Some(mut row) = tx.plugin(name)? else { return Ok(false) };
                 if !row.enabled {
@@ -668,146 +779,120 @@ impl Pipeline {
             }
         }
     }
-
-    /// The change a write makes, as policies see it; `None` when it would change nothing.
-    fn change_for(
-        &self,
-        org: &OrgStore,
-        actor: &Actor,
-        origin: Origin,
-        depth: u32,
-        write: &Write,
-    ) -> Result<Option<Change>> {
-        let (operation, before, after) = match write {
-            Write::CreateCustomer(c) => (Operation::Create, None, Some(Entity::Customer(org.normalized(c.clone())))),
-            Write::UpdateCustomer(c) | Write::UpdateCustomerIfMatch { customer: c, .. } => {
-                let before = org
-                    .customer(c.id)?
-                    .ok_or_else(|| PipelineError::NotFound(format!("customer {} does not exist", c.id)))?;
-                if let Write::UpdateCustomerIfMatch { etag, .. } = write {
-                    check_etag(Some(&before), etag)?;
-                }
-                let after = Customer {
-                    created_at: before.created_at,
-                    updated_at: before.updated_at,
-                    ..org.normalized(c.clone())
-                };
-                if after == before {
-                    return Ok(None);
-                }
-                (Operation::Update, Some(Entity::Customer(before)), Some(Entity::Customer(after)))
-            }
-            Write::AddInteraction(i) => {
-                if org.customer(i.customer)?.is_none() {
-                    return Err(PipelineError::NotFound(format!("customer {} does not exist", i.customer)));
-                }
-                if let Some(ext) = &i.external_id
-                    && let Some(stored) = org.interaction_by_external_id(&i.source, ext)?
-                {
-                    if (Interaction { id: 0, ..stored.clone() }) == (Interaction { id: 0, ..i.clone() }) {
-                        return Ok(None);
-                    }
-                    return Err(PipelineError::Invalid(format!(
-                        "interaction {}:{ext} (id {}) already exists with other values; interactions are facts and \
-                         are not overwritten",
-                        i.source, stored.id
-                    )));
-                }
-                (Operation::Create, None, Some(Entity::Interaction(i.clone())))
-            }
-            Write::UpdateTicket { interaction, ticket } => {
-                let before = org
-                    .interaction(*interaction)?
-                    .ok_or_else(|| PipelineError::NotFound(format!("interaction {interaction} does not exist")))?;
-                if before.ticket.is_none() {
-                    return Err(PipelineError::Invalid(format!(
-                        "interaction {interaction} is a {}, not a ticket: only a ticket's state changes after it \
-                         was recorded",
-                        before.kind.as_str()
-                    )));
-                }
-                let mut ticket = ticket.clone();
-                if ticket.status == TicketStatus::Closed && ticket.closed_at.is_none() {
-                    ticket.closed_at = Some(now_ms());
-                }
-                if ticket.status != TicketStatus::Closed {
-                    ticket.closed_at = None;
-                }
-                let after = Interaction { ticket: Some(ticket), ..before.clone() };
-                if after == before {
-                    return Ok(None);
-                }
-                (Operation::Update, Some(Entity::Interaction(before)), Some(Entity::Interaction(after)))
-            }
-            Write::EraseCustomer(id) => {
-                let before = org
-                    .customer(*id)?
-                    .ok_or_else(|| PipelineError::NotFound(format!("customer {id} does not exist")))?;
-                (Operation::Delete, Some(Entity::Customer(before)), None)
-            }
-            Write::MergeCustomers { keep, remove } => {
-                let find = |id: &Id| {
-                    org.customer(*id)?.ok_or_else(|| PipelineError::NotFound(format!("customer {id} does not exist")))
-                };
-                let (kept, removed) = (find(keep)?, find(remove)?);
-                if keep == remove {
-                    return Err(PipelineError::Invalid("cannot merge a customer into itself".into()));
-                }
-                let merged = store::merged_profile(&kept, &removed);
-                (Operation::Update, Some(Entity::Customer(kept)), Some(Entity::Customer(merged)))
-            }
-            Write::SaveBranch(b) => match org.branch(&b.code)? {
-                Some(before) if &before == b => return Ok(None),
-                Some(before) => (Operation::Update, Some(Entity::Branch(before)), Some(Entity::Branch(b.clone()))),
-                None => (Operation::Create, None, Some(Entity::Branch(b.clone()))),
-            },
-            Write::SaveDistributor(d) if d.id == 0 => (Operation::Create, None, Some(Entity::Distributor(d.clone()))),
-            Write::SaveDistributor(d) => {
-                let before = org
-                    .distributor(d.id)?
-                    .ok_or_else(|| PipelineError::NotFound(format!("distributor {} does not exist", d.id)))?;
-                if &before == d {
-                    return Ok(None);
-                }
-                (Operation::Update, Some(Entity::Distributor(before)), Some(Entity::Distributor(d.clone())))
-            }
-        };
-        let changed_fields = match &after {
-            Some(a) => a.changed_fields(before.as_ref()),
-            None => Vec::new(),
-        };
-        Ok(Some(Change { operation, before, after, changed_fields, actor: actor.clone(), origin, depth, at: now_ms() }))
-    }
 }
 
-fn audit_target(write: &Write, stored: Option<&Entity>) -> (&'static str, &'static str, Option<Id>) {
-    match (write, stored) {
-        (Write::CreateCustomer(_), Some(Entity::Customer(c))) => ("customer.create", "customer", Some(c.id)),
-        (Write::UpdateCustomer(c) | Write::UpdateCustomerIfMatch { customer: c, .. }, _) => {
-            ("customer.update", "customer", Some(c.id))
+/// How many times a write whose record changed while it was judged is judged again before it is
+/// refused as a conflict.
+pub const REJUDGE: usize = 3;
+
+/// Whether a batch meets the organization's policies, or is an owner's audited bypass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Judging {
+    Policies,
+    Bypass,
+}
+
+/// A write judged and waiting for its commit.
+struct Judged {
+    /// The stored record the change was built from: the commit checks it is still the same.
+    stored: Option<Entity>,
+    change: Change,
+    /// Every policy's decision, for the audit row.
+    decisions: Vec<Value>,
+    /// The judging calls' rows in `Chain::traces`.
+    traces: std::ops::Range<usize>,
+    warnings: Vec<Warning>,
+}
+
+/// An import batch's one audit row: what it created and changed, and what policies said of it.
+/// One row per record would double the size of a large import in the audit log.
+#[derive(Default)]
+struct ImportAudit {
+    entity: Option<&'static str>,
+    created: Vec<Id>,
+    /// `{id, before, after}` for each record changed.
+    updated: Vec<Value>,
+    /// `{id, decisions}` for each record a policy said more than "allow" of.
+    decisions: Vec<Value>,
+}
+
+impl ImportAudit {
+    fn add(&mut self, entity: &'static str, id: Option<Id>, j: &Judged, stored: Option<&Entity>) {
+        self.entity = Some(entity);
+        let id = id.unwrap_or_default();
+        match j.change.operation {
+            Operation::Create => self.created.push(id),
+            _ => {
+                self.updated.push(json!({ "id": id, "before": bare(j.change.before.as_ref()), "after": bare(stored) }));
+            }
         }
-        (Write::AddInteraction(_), Some(Entity::Interaction(i))) => ("interaction.create", "interaction", Some(i.id)),
-        (Write::UpdateTicket { interaction, .. }, _) => ("ticket.update", "interaction", Some(*interaction)),
-        (Write::EraseCustomer(id), _) => ("erase", "customer", Some(*id)),
-        (Write::MergeCustomers { keep, .. }, _) => ("merge", "customer", Some(*keep)),
-        (Write::SaveBranch(_), _) => ("branch.save", "branch", None),
-        (Write::SaveDistributor(_), Some(Entity::Distributor(d))) => ("distributor.save", "distributor", Some(d.id)),
-        _ => ("write", "record", None),
+        let said = |d: &Value| d.get("decision").and_then(|d| d.get("decision")).is_none_or(|d| d != "allow");
+        if j.decisions.iter().any(said) {
+            self.decisions.push(json!({ "id": id, "decisions": j.decisions }));
+        }
     }
 }
 
-/// Refuse an update whose client saw another version of the record than the one stored.
-fn check_etag(stored: Option<&Customer>, expected: &str) -> std::result::Result<(), StoreError> {
-    match stored {
-        Some(c) if c.etag() == expected => Ok(()),
-        Some(c) => Err(StoreError::Conflict(format!(
-            "customer {} changed since you read it (its ETag is now {}, you sent {expected}); read it again, \
-             apply your change, and send it with the new ETag",
-            c.id,
-            c.etag()
-        ))),
-        None => Err(StoreError::Conflict("the customer no longer exists".into())),
+/// A record as itself, without the kind it is wrapped in (`{"email": …}`, not
+/// `{"customer": {"email": …}}`): the shape the audit log and its erasure scrub expect.
+fn bare(e: Option<&Entity>) -> Value {
+    match serde_json::to_value(e) {
+        Ok(Value::Object(m)) if m.len() == 1 => m.into_iter().next().map_or(Value::Null, |(_, v)| v),
+        Ok(other) => other,
+        Err(_) => Value::Null,
     }
+}
+
+/// What the commit did with one judged write.
+#[allow(clippy::large_enum_variant)] // one per write of a batch, moved once: a box would buy nothing
+enum Committed {
+    /// Landed: the record as stored (`None` after an erasure).
+    Stored(Option<Entity>),
+    /// Its record changed since it was judged.
+    Stale,
+    /// Refused by the store (a rule only the database can check); nothing of it landed.
+    Failed(StoreError),
+}
+
+/// A write that landed, as one of a batch.
+pub(crate) struct Landed {
+    pub record: Option<Entity>,
+    pub operation: Operation,
+    /// Its policies' warnings.
+    pub warnings: Vec<Warning>,
+}
+
+/// A caller who works in a scope sees nothing outside it (a record there is as missing as one
+/// that does not exist) and may not move a record out of it.
+fn within_scope(org: &OrgStore, scope: &Scope, before: Option<&Entity>, after: Option<&Entity>) -> Result<()> {
+    if scope.is_whole_org() {
+        return Ok(());
+    }
+    let visible = |customer: Id| -> Result<bool> { Ok(org.customer(customer)?.is_some_and(|c| scope.allows(&c))) };
+    match before {
+        Some(Entity::Customer(c)) if !scope.allows(c) => {
+            return Err(PipelineError::NotFound(format!("customer {} does not exist", c.id)));
+        }
+        Some(Entity::Interaction(i)) if !visible(i.customer)? => {
+            return Err(PipelineError::NotFound(format!("interaction {} does not exist", i.id)));
+        }
+        _ => {}
+    }
+    match after {
+        Some(Entity::Customer(c)) if !scope.allows(c) => Err(PipelineError::OutOfScope(format!(
+            "this key works in {} only; the customer would land outside it",
+            scope.filter().unwrap_or_default()
+        ))),
+        Some(Entity::Interaction(i)) if !visible(i.customer)? => {
+            Err(PipelineError::NotFound(format!("customer {} does not exist", i.customer)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a change erases a customer: its traces then keep no log lines or summaries.
+fn erases(change: &Change) -> bool {
+    change.operation == Operation::Delete
 }
 
 /// The change's identity for traces and action keys: which change, without its content.
@@ -817,19 +902,19 @@ pub(crate) fn digest(change: &Change) -> String {
 }
 
 /// A decision's trace outcome and a short summary (the message a person reads in the trace).
-fn describe(d: &Decision) -> (&'static str, Option<String>) {
+fn describe(d: &Decision) -> (TraceOutcome, Option<String>) {
     match d {
-        Decision::Allow => ("allow", None),
-        Decision::Warn { message } => ("warn", Some(message.clone())),
+        Decision::Allow => (TraceOutcome::Allow, None),
+        Decision::Warn { message } => (TraceOutcome::Warn, Some(message.clone())),
         Decision::Deny(d) => (
-            "deny",
+            TraceOutcome::Deny,
             Some(match &d.field {
                 Some(f) => format!("{} (field `{f}`)", d.reason),
                 None => d.reason.clone(),
             }),
         ),
         Decision::Patch { patches } => {
-            ("patch", Some(patches.iter().map(|p| p.field.as_str()).collect::<Vec<_>>().join(", ")))
+            (TraceOutcome::Patch, Some(patches.iter().map(|p| p.field.as_str()).collect::<Vec<_>>().join(", ")))
         }
     }
 }
@@ -841,12 +926,10 @@ pub(crate) struct Chain {
     pub actions: Vec<ActionOutcome>,
     pub traces: Vec<TraceRecord>,
     pub touched: BTreeSet<Id>,
-    /// Inside another transaction (an import batch): writes wait for [`Chain::flush`] after it.
-    pub deferred: bool,
-    /// Plugins to disable for repeated failures, once writing is possible.
-    pub disable: Vec<(String, String)>,
     /// The change erases a customer: traces keep no log lines or summaries of it.
     pub private: bool,
+    /// Who asked for the chain's first write may see only this part of the organization.
+    pub scope: Scope,
     /// `policy.denied` events to queue (customer, payload), written with the traces.
     pub denials: Vec<(Option<Id>, Value)>,
 }
@@ -877,7 +960,7 @@ impl Chain {
         hook: &str,
         digest: Option<&str>,
         customer: Option<Id>,
-        outcome: &str,
+        outcome: TraceOutcome,
         summary: Option<String>,
         trace: &Trace,
         error: Option<String>,
@@ -885,7 +968,7 @@ impl Chain {
         let mut r = TraceRecord {
             change_digest: digest.map(str::to_owned),
             customer,
-            outcome: outcome.to_owned(),
+            outcome,
             summary,
             error,
             ..active.callee().traced(hook, trace)
@@ -910,17 +993,18 @@ impl Chain {
         let (outcome, summary, trace, error) = match theirs {
             Ok(c) => {
                 let agree = ours.ok() == Some(&c.value);
-                let summary =
-                    format!("shadow: {}; active: {}", describe(&c.value).0, ours.map_or("error", |d| describe(d).0));
-                (if agree { "agree" } else { "disagree" }, Some(summary), c.trace, None)
+                let active = ours.map_or(TraceOutcome::Error, |d| describe(d).0);
+                let summary = format!("shadow: {}; active: {active}", describe(&c.value).0);
+                let outcome = if agree { TraceOutcome::Agree } else { TraceOutcome::Disagree };
+                (outcome, Some(summary), c.trace, None)
             }
-            Err(e) => ("disagree", Some("shadow failed".into()), *e.trace.clone(), Some(e.to_string())),
+            Err(e) => (TraceOutcome::Disagree, Some("shadow failed".into()), *e.trace.clone(), Some(e.to_string())),
         };
         let callee = Callee { version, ..active.callee() };
         self.traces.push(TraceRecord {
             change_digest: Some(digest.to_owned()),
             customer,
-            outcome: outcome.to_owned(),
+            outcome,
             summary,
             error,
             ..callee.traced("shadow", &trace)
@@ -946,7 +1030,7 @@ impl Callee<'_> {
             hook: hook.to_owned(),
             change_digest: None,
             customer: None,
-            outcome: "ok".to_owned(),
+            outcome: TraceOutcome::Ok,
             summary: None,
             duration_us: trace.duration_us,
             fuel: trace.fuel,
@@ -961,7 +1045,7 @@ impl Callee<'_> {
         match result {
             Ok(c) => self.traced(hook, &c.trace),
             Err(e) => {
-                TraceRecord { outcome: "error".into(), error: Some(e.to_string()), ..self.traced(hook, &e.trace) }
+                TraceRecord { outcome: TraceOutcome::Error, error: Some(e.to_string()), ..self.traced(hook, &e.trace) }
             }
         }
     }

@@ -137,9 +137,9 @@ impl Pipeline {
             }
             if let Err(message) = result {
                 tracing::warn!(org = %org.org().slug, plugin = %active.row.name, "incremental rescore: {message}");
-                if mine.iter().all(|t| t.outcome != "error") {
+                if mine.iter().all(|t| t.outcome != crate::store::TraceOutcome::Error) {
                     mine.push(TraceRecord {
-                        outcome: "skipped".into(),
+                        outcome: crate::store::TraceOutcome::Skipped,
                         summary: Some(message),
                         ..active.callee().traced("score", &Default::default())
                     });
@@ -325,7 +325,7 @@ impl Pipeline {
             .write(|tx| {
                 tx.finish_job(job.id, None)?;
                 tx.audit(
-                    &Actor { name: "rapport".into(), role: "host".into() },
+                    &Actor { name: "rapport".into(), role: crate::model::Role::Host },
                     "job.done",
                     "job",
                     Some(job.id as Id),

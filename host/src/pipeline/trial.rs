@@ -94,7 +94,7 @@ impl Pipeline {
                         };
                         run.differences.push(json!({
                             "change": digest(&change), "at": change.at, "operation": change.operation,
-                            "customer": change.after.as_ref().or(change.before.as_ref()).and_then(|e| e.customer_id()),
+                            "customer": change.after.as_ref().or(change.before.as_ref()).and_then(super::super::model::Entity::customer_id),
                             "active": show(&ours), "candidate": show(&theirs),
                         }));
                     }
@@ -131,7 +131,7 @@ impl Pipeline {
         let recent = store
             .traces(name, None, 500)?
             .into_iter()
-            .filter(|t| t.hook == "shadow" && t.outcome == "disagree")
+            .filter(|t| t.hook == "shadow" && t.outcome == crate::store::TraceOutcome::Disagree)
             .take(20)
             .collect();
         Ok(ShadowReport {

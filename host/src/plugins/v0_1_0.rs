@@ -414,7 +414,7 @@ fn change_to_wit(c: &model::Change) -> wit::Change {
         before: c.before.as_ref().map(entity_to_wit),
         after: c.after.as_ref().map(entity_to_wit),
         changed_fields: c.changed_fields.clone(),
-        actor: wit::Actor { name: c.actor.name.clone(), role: c.actor.role.clone() },
+        actor: wit::Actor { name: c.actor.name.clone(), role: c.actor.role.name().into() },
         origin: match c.origin {
             model::Origin::Api => wit::Origin::Api,
             model::Origin::Import => wit::Origin::Import,

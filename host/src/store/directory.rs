@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{OrgStore, OrgTx, Result, StoreError, attributes_text, distributor_from_row, json_map, now_ms, scoped};
+use super::{OrgStore, OrgTx, Result, StoreError, attributes_text, distributor_from_row, now_ms, scoped};
 use crate::model::{Actor, Branch, Distributor, DistributorStatus, Id, Timestamp};
 
 /// A saved customer filter with a name.
@@ -49,16 +49,9 @@ fn status_text(s: DistributorStatus) -> &'static str {
 
 impl OrgStore {
     pub fn branch(&self, code: &str) -> Result<Option<Branch>> {
-        Ok(self
-            .conn()?
-            .prepare_cached(scoped("SELECT code, name, attributes FROM branches WHERE org_id = ?1 AND code = ?2"))?
-            .query_row(params![self.org.id, code], |r| {
-                Ok(Branch { code: r.get(0)?, name: r.get(1)?, attributes: json_map(r.get(2)?) })
-            })
-            .optional()?)
+        super::reads::branch(&*self.conn()?, self.org.id, code)
     }
 
-    /// Distributors by id after `after`; with `sponsor`, only that distributor's direct recruits.
     pub fn distributors(&self, after: Id, limit: u32, sponsor: Option<Id>) -> Result<Vec<Distributor>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -146,13 +139,7 @@ impl OrgStore {
 
 impl OrgTx<'_> {
     pub fn branch(&self, code: &str) -> Result<Option<Branch>> {
-        Ok(self
-            .tx
-            .prepare_cached(scoped("SELECT code, name, attributes FROM branches WHERE org_id = ?1 AND code = ?2"))?
-            .query_row(params![self.org, code], |r| {
-                Ok(Branch { code: r.get(0)?, name: r.get(1)?, attributes: json_map(r.get(2)?) })
-            })
-            .optional()?)
+        super::reads::branch(self.tx, self.org, code)
     }
 
     /// Create or update a branch (by code).
@@ -169,13 +156,7 @@ impl OrgTx<'_> {
     }
 
     pub fn distributor(&self, id: Id) -> Result<Option<Distributor>> {
-        Ok(self
-            .tx
-            .prepare_cached(scoped(
-                "SELECT id, name, sponsor_id, rank, status, branch, attributes FROM distributors WHERE org_id = ?1 AND id = ?2",
-            ))?
-            .query_row(params![self.org, id as i64], distributor_from_row)
-            .optional()?)
+        super::reads::distributor(self.tx, self.org, id)
     }
 
     /// A sponsor must be this organization's, and never the distributor itself or anyone below
@@ -210,7 +191,10 @@ impl OrgTx<'_> {
     }
 
     /// Create (id 0) or update a distributor; returns it as stored.
-    pub fn save_distributor(&self, d: &Distributor) -> Result<Distributor> {
+    ///
+    /// A new distributor is keyed by `key` (its source system's `(source, external id)`, as an
+    /// import gives it) or, created over the API, by a key of the API's own.
+    pub fn save_distributor(&self, d: &Distributor, key: Option<(&str, &str)>) -> Result<Distributor> {
         if d.name.trim().is_empty() {
             return Err(StoreError::Invalid("a distributor needs a name".into()));
         }
@@ -222,14 +206,31 @@ impl OrgTx<'_> {
         let attributes = attributes_text(&d.attributes);
         let sponsor = d.sponsor.map(|s| s as i64);
         if d.id == 0 {
-            // Created over the API: its (source, external id) key is the API's own.
-            let external = format!("{:016x}", rand::rng().random::<u64>());
+            let generated;
+            let (source, external) = match key {
+                Some(k) => k,
+                None => {
+                    generated = format!("{:016x}", rand::rng().random::<u64>());
+                    ("api", generated.as_str())
+                }
+            };
             self.tx.execute(
                 scoped(
                     "INSERT INTO distributors (org_id, source, external_id, name, sponsor_id, rank, status, branch, \
-                     attributes, created_at, updated_at) VALUES (?1, 'api', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                     attributes, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
                 ),
-                params![self.org, external, d.name, sponsor, d.rank, status_text(d.status), d.branch, attributes, now],
+                params![
+                    self.org,
+                    source,
+                    external,
+                    d.name,
+                    sponsor,
+                    d.rank,
+                    status_text(d.status),
+                    d.branch,
+                    attributes,
+                    now
+                ],
             )?;
             return Ok(Distributor { id: self.tx.last_insert_rowid() as Id, ..d.clone() });
         }

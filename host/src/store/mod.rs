@@ -13,11 +13,12 @@ mod dedupe;
 mod directory;
 mod features;
 pub mod filter;
-mod import;
 mod keys;
 mod privacy;
+mod reads;
 mod registry;
 mod schema;
+mod scope;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -31,12 +32,13 @@ use serde_json::json;
 pub use backup::{BackupReport, DataLock, LOCK_FILE, RestoreReport, backup_to, restore_from};
 pub use dedupe::{Candidate, email as normalize_email, merged_profile, phone_e164};
 pub use directory::{ScorePoint, Segment};
-pub use import::{BATCH, Gate, ImportFormat, ImportKind, ImportReport, RowError, RowWarning, Ungated};
 pub use keys::{ApiKey, KeyOwner, NewKey};
+pub use reads::Reads;
 pub use registry::{
-    CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceRecord,
-    VersionRow, no_plugin,
+    CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceOutcome,
+    TraceRecord, VersionRow, no_plugin,
 };
+pub use scope::{Scope, View};
 pub use webhooks::{
     Attempt, CUSTOMER_CREATED, CUSTOMER_ERASED, CUSTOMER_UPDATED, DueDelivery, EVENT_KINDS, INTERACTION_ADDED,
     JOB_FINISHED, POLICY_DENIED, SCORE_CHANGED, WEBHOOK_RETENTION_MS, WebhookDelivery, WebhookEndpoint,
@@ -236,7 +238,7 @@ impl Store {
             .query_row([slug], org_from_row)
             .optional()?
             .ok_or_else(|| StoreError::NoSuchOrg(slug.into()))?;
-        Ok(OrgStore { pool: self.pool.clone(), org, writer: self.writer.clone() })
+        Ok(OrgStore { store: self.clone(), org })
     }
 }
 
@@ -276,9 +278,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 /// One organization's data, read-only; [`OrgStore::write`] opens a transaction for changes.
 #[derive(Clone)]
 pub struct OrgStore {
-    pool: Pool,
+    store: Store,
     org: Org,
-    writer: Writer,
 }
 
 /// A customer with their timeline, scores and segments: what a profile page shows.
@@ -333,13 +334,18 @@ impl OrgStore {
         &self.org
     }
 
+    /// The whole database this organization lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        Ok(self.pool.get()?)
+        Ok(self.store.pool.get()?)
     }
 
     /// Run `f` in one transaction: all of it lands, or (on any error) none of it.
     pub fn write<T>(&self, f: impl FnOnce(&OrgTx<'_>) -> Result<T>) -> Result<T> {
-        let _turn = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = self.store.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&OrgTx {
@@ -363,38 +369,16 @@ impl OrgStore {
 
     /// An interaction by its id.
     pub fn interaction(&self, id: Id) -> Result<Option<Interaction>> {
-        let sql = format!("SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.org_id = ?1 AND i.id = ?2");
-        Ok(self
-            .conn()?
-            .prepare_cached(scoped(&sql))?
-            .query_row(params![self.org.id, id as i64], interaction_from_row)
-            .optional()?)
+        reads::interaction(&*self.conn()?, self.org.id, id)
     }
 
     /// An interaction by its source system's id.
     pub fn interaction_by_external_id(&self, source: &str, external_id: &str) -> Result<Option<Interaction>> {
-        let sql = format!(
-            "SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.org_id = ?1 AND i.source = ?2 AND i.external_id = ?3"
-        );
-        Ok(self
-            .conn()?
-            .prepare_cached(scoped(&sql))?
-            .query_row(params![self.org.id, source, external_id], interaction_from_row)
-            .optional()?)
+        reads::interaction_by_key(&*self.conn()?, self.org.id, source, external_id)
     }
 
     pub fn find_customer(&self, source: &str, external_id: &str) -> Result<Option<Customer>> {
-        let conn = self.conn()?;
-        let id: Option<i64> = conn
-            .prepare_cached(scoped(
-                "SELECT customer_id FROM customer_ids WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
-            ))?
-            .query_row(params![self.org.id, source, external_id], |r| r.get(0))
-            .optional()?;
-        match id {
-            Some(id) => load_customer(&conn, self.org.id, id as Id),
-            None => Ok(None),
-        }
+        reads::customer_by_key(&*self.conn()?, self.org.id, source, external_id)
     }
 
     /// Customers matching a filter, in id order, a page at a time. The cursor is opaque.
@@ -593,13 +577,7 @@ impl OrgStore {
     }
 
     pub fn distributor(&self, id: Id) -> Result<Option<Distributor>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .prepare_cached(scoped(
-                "SELECT id, name, sponsor_id, rank, status, branch, attributes FROM distributors WHERE org_id = ?1 AND id = ?2",
-            ))?
-            .query_row(params![self.org.id, id as i64], distributor_from_row)
-            .optional()?)
+        reads::distributor(&*self.conn()?, self.org.id, id)
     }
 
     /// Everyone below a distributor in the sponsor tree, breadth first, to `max_depth` levels.
@@ -708,6 +686,22 @@ impl OrgTx<'_> {
 
     pub fn customer(&self, id: Id) -> Result<Option<Customer>> {
         load_customer(self.tx, self.org, id)
+    }
+
+    /// Run `f` in a savepoint: all of it, or (on an error or `Ok(None)`) none of it, while the
+    /// rest of the transaction goes on — one record of a batch refused leaves the others.
+    ///
+    /// # Errors
+    /// `f`'s error, or a failure to set or release the savepoint.
+    pub fn all_or_nothing<T>(&self, f: impl FnOnce() -> Result<Option<T>>) -> Result<Option<T>> {
+        self.tx.execute_batch("SAVEPOINT record")?;
+        let result = f();
+        let end = match result {
+            Ok(Some(_)) => "RELEASE record",
+            _ => "ROLLBACK TO record; RELEASE record",
+        };
+        self.tx.execute_batch(end)?;
+        result
     }
 
     /// The customer as it will be stored: trimmed contact details, the phone in E.164 when its
@@ -923,13 +917,13 @@ impl OrgTx<'_> {
         if !belongs {
             return Err(StoreError::Invalid(format!("customer {} does not exist", i.customer)));
         }
-        insert_interaction_row(self.tx, self.org, i, false)?;
+        insert_interaction_row(self.tx, self.org, i)?;
         Ok(self.tx.last_insert_rowid() as Id)
     }
 
     /// Replace the service state of a ticket interaction: the one part of an interaction that
     /// changes after it happened (a ticket is opened, categorized, resolved, closed).
-    pub fn update_ticket(&self, id: Id, t: &crate::model::Ticket) -> Result<()> {
+    pub fn update_ticket(&self, id: Id, t: &Ticket) -> Result<()> {
         let updated = self
             .tx
             .prepare_cached(scoped(
@@ -956,7 +950,7 @@ fn normalized(mut c: Customer, country: Option<&str>) -> Customer {
     let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     c.name = trim(c.name);
     c.email = trim(c.email);
-    c.phone = trim(c.phone).map(|p| dedupe::phone_e164(&p, country).unwrap_or(p));
+    c.phone = trim(c.phone).map(|p| phone_e164(&p, country).unwrap_or(p));
     c.tags.sort();
     c.tags.dedup();
     // Stored consents come back oldest first; order them so on the way in too.
@@ -967,20 +961,12 @@ fn normalized(mut c: Customer, country: Option<&str>) -> Customer {
 
 /// Insert one interaction row; with `skip_existing`, a (source, external id) already stored is
 /// left alone and 0 rows are reported.
-fn insert_interaction_row(
-    conn: &Connection,
-    org: i64,
-    i: &Interaction,
-    skip_existing: bool,
-) -> rusqlite::Result<usize> {
+fn insert_interaction_row(conn: &Connection, org: i64, i: &Interaction) -> rusqlite::Result<usize> {
     const INSERT: &str = "INSERT INTO interactions (org_id, customer_id, kind, channel, source, external_id, occurred_at, \
          amount_minor, currency, subject, body, attributes, ticket_status, ticket_category, due_at, resolution, closed_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
-    const INSERT_NEW: &str = "INSERT INTO interactions (org_id, customer_id, kind, channel, source, external_id, occurred_at, \
-         amount_minor, currency, subject, body, attributes, ticket_status, ticket_category, due_at, resolution, closed_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT DO NOTHING";
     let ticket = i.ticket.as_ref();
-    conn.prepare_cached(scoped(if skip_existing { INSERT_NEW } else { INSERT }))?.execute(params![
+    conn.prepare_cached(scoped(INSERT))?.execute(params![
         org,
         i.customer as i64,
         i.kind.as_str(),

@@ -93,14 +93,94 @@ pub struct TraceRecord {
     /// sha256 of the change the call judged: which change, without its content.
     pub change_digest: Option<String>,
     pub customer: Option<Id>,
-    /// `allow`, `warn`, `deny`, `patch`, `actions`, `ok`, `error`, `agree`, `disagree`.
-    pub outcome: String,
+    pub outcome: TraceOutcome,
     pub summary: Option<String>,
     pub duration_us: u64,
     pub fuel: Option<u64>,
     pub logs: Value,
     pub error: Option<String>,
     pub at: Timestamp,
+}
+
+/// What one plugin call came to, as its trace row says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceOutcome {
+    /// A call that returned what its hook asks for (describe, fit, score, report).
+    Ok,
+    /// The call failed: trapped, hit a limit, or returned what the host refuses.
+    Error,
+    /// Not called: the plugin was skipped for this batch (an earlier call of it failed).
+    Skipped,
+    /// A policy's `before` decisions.
+    Allow,
+    Warn,
+    Deny,
+    Patch,
+    /// A policy's `after`: the follow-up actions it asked for (maybe none).
+    Actions,
+    /// A shadow version's decision beside the active one's.
+    Agree,
+    Disagree,
+}
+
+impl TraceOutcome {
+    pub const ALL: [TraceOutcome; 10] = [
+        TraceOutcome::Ok,
+        TraceOutcome::Error,
+        TraceOutcome::Skipped,
+        TraceOutcome::Allow,
+        TraceOutcome::Warn,
+        TraceOutcome::Deny,
+        TraceOutcome::Patch,
+        TraceOutcome::Actions,
+        TraceOutcome::Agree,
+        TraceOutcome::Disagree,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceOutcome::Ok => "ok",
+            TraceOutcome::Error => "error",
+            TraceOutcome::Skipped => "skipped",
+            TraceOutcome::Allow => "allow",
+            TraceOutcome::Warn => "warn",
+            TraceOutcome::Deny => "deny",
+            TraceOutcome::Patch => "patch",
+            TraceOutcome::Actions => "actions",
+            TraceOutcome::Agree => "agree",
+            TraceOutcome::Disagree => "disagree",
+        }
+    }
+}
+
+impl std::fmt::Display for TraceOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tests and callers compare with the name a person reads in the trace.
+impl PartialEq<&str> for TraceOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl rusqlite::types::ToSql for TraceOutcome {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for TraceOutcome {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        TraceOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown trace outcome {text:?}").into()))
+    }
 }
 
 /// A long-running piece of work (a whole-organization rescore), resumable after a restart.

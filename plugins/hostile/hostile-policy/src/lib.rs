@@ -26,6 +26,9 @@ struct Config {
     /// passes another organization's names here, as an attacker who knows them would).
     #[serde(default)]
     probes: Vec<String>,
+    /// `spin`: loop iterations to burn before allowing: a slow policy that stays within its limit.
+    #[serde(default)]
+    iterations: u64,
 }
 
 struct Hostile;
@@ -41,6 +44,14 @@ impl Policy for Hostile {
         let config: Config = rapport_plugin::config()?;
         match config.attack.as_str() {
             "none" => Ok(Decision::Allow),
+            "spin" => {
+                let mut x = 0u64;
+                for i in 0..config.iterations {
+                    x = black_box(x.wrapping_add(i));
+                }
+                black_box(x);
+                Ok(Decision::Allow)
+            }
             "loop" => loop {
                 black_box(());
             },
