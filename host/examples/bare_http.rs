@@ -130,9 +130,8 @@ async fn create_customer(
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (path, addr) = match (args.next(), args.next()) {
-        (Some(p), Some(a)) => (p, a),
-        _ => anyhow::bail!("usage: bare_http DB_PATH ADDR"),
+    let (Some(path), Some(addr)) = (args.next(), args.next()) else {
+        anyhow::bail!("usage: bare_http DB_PATH ADDR");
     };
     // The pragmas Rapport's store sets (the database is already in WAL mode).
     let init = |c: &mut rusqlite::Connection| {
