@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use rapport::fixture::Fixture;
 use rapport::model::{Change, Customer, Entity, Operation};
-use rapport::plugins::{CallContext, Limits, Meter, Plugin, Runtime, RuntimeConfig, World};
+use rapport::plugins::{CallContext, Empty, Limits, Meter, Plugin, Runtime, RuntimeConfig, World};
 use serde_json::{Value, json};
 
 pub fn runtime(meter: Meter) -> Runtime {
@@ -41,11 +41,12 @@ pub fn load(rt: &Runtime, path: &str) -> Plugin {
 }
 
 pub fn ctx(world: World, config: Value) -> CallContext {
-    CallContext::new(Arc::new(Fixture::default()), &config, Limits::for_world(world))
+    CallContext::new(Arc::new(Empty), &config, Limits::for_world(world))
 }
 
+/// A call reading `fixture` as `rapport plugin run` does: loaded into an in-memory store.
 pub fn ctx_with(fixture: Fixture, world: World, config: Value) -> CallContext {
-    CallContext::new(Arc::new(fixture), &config, Limits::for_world(world))
+    CallContext::new(Arc::new(fixture.store().expect("the fixture loads")), &config, Limits::for_world(world))
 }
 
 pub fn create_customer(customer: Value) -> Change {
