@@ -33,7 +33,7 @@ pub use backup::{BackupReport, DataLock, LOCK_FILE, RestoreReport, backup_to, re
 pub use dedupe::{Candidate, email as normalize_email, merged_profile, phone_e164};
 pub use directory::{ScorePoint, Segment};
 pub use import::{BATCH, Gate, ImportFormat, ImportKind, ImportReport, RowError, RowWarning, Ungated};
-pub use keys::{ApiKey, KeyOwner, NewKey};
+pub use keys::{ApiKey, KEY_USE_FLUSH, KeyOwner, KeyUseFlusher, NewKey};
 pub use registry::{
     CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceRecord,
     VersionRow, no_plugin,
@@ -114,6 +114,7 @@ pub struct Store {
     pool: Pool,
     path: PathBuf,
     writer: Writer,
+    key_uses: keys::KeyUses,
 }
 
 /// This process's turn at SQLite's one writer. Writers wait here, in order, instead of colliding
@@ -160,7 +161,7 @@ impl Store {
         }
         let manager = SqliteConnectionManager::file(&path).with_init(configure);
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        Ok(Store { pool, path, writer: Writer::default() })
+        Ok(Store { pool, path, writer: Writer::default(), key_uses: Default::default() })
     }
 
     /// A private database in memory, for `rapport plugin run`: the same schema, migrations and
@@ -176,7 +177,7 @@ impl Store {
         let pool = r2d2::Pool::builder().max_size(4).idle_timeout(None).max_lifetime(None).build(manager)?;
         let path = PathBuf::from(&name);
         migrate(&mut *pool.get()?, &path)?;
-        Ok(Store { pool, path, writer: Writer::default() })
+        Ok(Store { pool, path, writer: Writer::default(), key_uses: Default::default() })
     }
 
     /// The database answers a query (health checks): one round trip, whatever it holds.
@@ -253,7 +254,7 @@ impl Store {
             .query_row([slug], org_from_row)
             .optional()?
             .ok_or_else(|| StoreError::NoSuchOrg(slug.into()))?;
-        Ok(OrgStore { pool: self.pool.clone(), org, writer: self.writer.clone() })
+        Ok(OrgStore { pool: self.pool.clone(), org, writer: self.writer.clone(), key_uses: self.key_uses.clone() })
     }
 }
 
@@ -296,6 +297,8 @@ pub struct OrgStore {
     pool: Pool,
     org: Org,
     writer: Writer,
+    /// Key uses not written yet, so that listing keys shows them.
+    key_uses: keys::KeyUses,
 }
 
 /// A customer with their timeline, scores and segments: what a profile page shows.
