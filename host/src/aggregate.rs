@@ -1,6 +1,6 @@
 //! Grouping and summarizing rows of (group key, field values) into an [`AggregateResult`]: the
-//! arithmetic of the contract's `aggregate`, shared by the SQLite store (which selects the rows)
-//! and the fixture runner (which computes them in memory), so that both answer alike.
+//! arithmetic of the contract's `aggregate` over the rows the SQLite store selects (and the
+//! empty answer of `plugins::Empty`).
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -346,7 +345,8 @@ enum PluginCommand {
         /// The plugin's configuration (a JSON object); `{}` by default.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// A JSON store standing in for the organization: customers, interactions, distributors.
+        /// The organization's records (JSON: customers, interactions, distributors, branches),
+        /// loaded into an in-memory store that answers filters and aggregates as a server does.
         #[arg(long)]
         fixture: Option<PathBuf>,
         /// Override the world's default limits (JSON: cpu_time ms, fuel, memory_bytes, ...).
@@ -653,15 +653,16 @@ fn run(
             None => Value::Object(Default::default()),
         };
         anyhow::ensure!(config.is_object(), "the config must be a JSON object");
-        let fixture = match fixture {
-            Some(path) => Fixture::load(path)?,
-            None => Fixture::default(),
+        // A real store in memory: the plugin's filters and aggregates answer as on a server.
+        let store = match fixture {
+            Some(path) => Fixture::open(path)?,
+            None => Fixture::default().store()?,
         };
         let limits = limits.map(|path| read_json(path, "limits")).transpose()?;
         let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        Ok((input, config, fixture, limits, bytes))
+        Ok((input, config, store, limits, bytes))
     })();
-    let (input, config, fixture, limits, bytes) = match prepared {
+    let (input, config, store, limits, bytes) = match prepared {
         Ok(p) => p,
         Err(e) => return fail(EXIT_INPUT, format!("{e:#}")),
     };
@@ -673,13 +674,14 @@ fn run(
         Ok(p) => p,
         Err(e) => return fail(EXIT_REFUSED, format!("{} is refused: {e}", file.display())),
     };
-    let run = Run { plugin, fixture: Arc::new(fixture), config, limits };
+    let run = Run { plugin, store, config, limits };
     match run.run(&input) {
         Ok(out) => {
             println!("{}", serde_json::to_string_pretty(&out).expect("run output serializes"));
             ExitCode::SUCCESS
         }
         Err(e @ (RunError::Input { .. } | RunError::Limits { .. })) => fail(EXIT_INPUT, e),
+        Err(e @ RunError::Store(_)) => fail(EXIT_FAILED, e),
         Err(RunError::Call(e)) => {
             for line in &e.trace.logs {
                 eprintln!("plugin log [{:?}] {}", line.level, line.message);

@@ -1,13 +1,15 @@
-//! `rapport plugin run`: one plugin, one input, no server — a function runner for authors.
+//! `rapport plugin run`: one plugin, one input, no server — a function runner for authors. The
+//! plugin reads a real store (a fixture loaded into memory, see `fixture`), the calls are the
+//! ones a server makes, in its order.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::fixture::Fixture;
 use crate::model::{Change, Id, Timestamp};
 use crate::plugins::{CallContext, CallError, Limits, Plugin, Trace, World};
+use crate::store::{OrgStore, StoreError};
 
 /// What a policy run takes: which hook, and the change.
 #[derive(Debug, Deserialize)]
@@ -72,11 +74,15 @@ pub enum RunError {
     Limits { world: World, detail: String },
     #[error(transparent)]
     Call(#[from] CallError),
+    /// The in-memory store failed (not the plugin, nor the input).
+    #[error("the fixture's store failed: {0}")]
+    Store(#[from] StoreError),
 }
 
 pub struct Run {
     pub plugin: Plugin,
-    pub fixture: Arc<Fixture>,
+    /// The organization the plugin reads: a fixture loaded by `Fixture::store`.
+    pub store: OrgStore,
     pub config: Value,
     /// Limits to lay over the world's defaults (a JSON object of `Limits` keys); none for the
     /// defaults.
@@ -93,7 +99,7 @@ impl Run {
             }
             None => Limits::for_world(world),
         };
-        let ctx = CallContext::new(self.fixture.clone(), &self.config, limits);
+        let ctx = CallContext::new(Arc::new(self.store.clone()), &self.config, limits);
         let mut calls = Vec::new();
         let output = match world {
             World::Policy => {
@@ -139,18 +145,26 @@ impl Run {
         calls.push(CallSummary { export: "describe", trace: spec.trace });
         let spec = spec.value;
 
-        let all: Vec<Id> = self.fixture.customers.iter().map(|c| c.id).collect();
+        // Everyone a rescore would score, in its order.
+        let mut all: Vec<Id> = Vec::new();
+        loop {
+            let page = self.store.scorable_ids(all.last().map_or(0, |&id| id as i64), 1000)?;
+            if page.is_empty() {
+                break;
+            }
+            all.extend(page);
+        }
         let ids = input.customers.unwrap_or_else(|| all.clone());
-        if let Some(missing) = ids.iter().find(|id| !all.contains(id)) {
+        if let Some(missing) = ids.iter().find(|id| all.binary_search(id).is_err()) {
             return Err(RunError::Input {
                 world: World::Scorer,
                 detail: format!("customer {missing} is not in the fixture"),
             });
         }
-        let now = input.now.unwrap_or_else(now_ms);
+        let now = input.now.unwrap_or_else(crate::store::now_ms);
 
         let model = if spec.needs_fit {
-            let population = self.fixture.features(&all, &spec.features, now);
+            let population = self.store.features(&all, &spec.features, now)?;
             let fitted = session.fit(population)?;
             calls.push(CallSummary { export: "fit", trace: fitted.trace });
             fitted.value
@@ -160,7 +174,7 @@ impl Run {
 
         let mut rows = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(input.batch_size.unwrap_or(1000).max(1)) {
-            let batch = self.fixture.features(chunk, &spec.features, now);
+            let batch = self.store.features(chunk, &spec.features, now)?;
             let scored = session.score(batch, &model)?;
             calls.push(CallSummary { export: "score", trace: scored.trace });
             let out = scored.value;
@@ -199,8 +213,4 @@ impl Run {
 /// NaN ("no score") is `null` in JSON.
 fn number(v: f64) -> Value {
     serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
-}
-
-fn now_ms() -> Timestamp {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

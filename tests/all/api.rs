@@ -559,3 +559,47 @@ fn a_scoped_agent_gets_scoped_counts_lists_and_errors_on_every_route() {
         assert!(!detail.contains(&theirs.to_string()) && !detail.contains("Boon"), "{who}: {detail}");
     }
 }
+
+/// Authenticating only reads. A GET with a key never used before answers 200 while another
+/// connection holds SQLite's write lock (as another organization's long import would); before,
+/// recording the first use waited out the busy timeout and answered 500 "database is locked".
+/// The use shows in the key list at once, and reaches the database by a clean shutdown.
+#[test]
+fn authenticating_needs_no_write_lock_and_key_use_is_still_recorded() {
+    let mut s = serve();
+    let api = |path: &str| format!("{}/v1/orgs/quiet{path}", s.url);
+    let (status, out) = json_call("POST", &format!("{}/v1/orgs", s.url), ADMIN, json!({"slug": "quiet", "name": "Q"}));
+    assert_eq!(status, 201, "{out}");
+    let (status, key) = json_call("POST", &api("/keys"), ADMIN, json!({"name": "reader", "role": "read-only"}));
+    assert_eq!(status, 201, "{key}");
+    let token = key["token"].as_str().unwrap().to_owned();
+    let listed =
+        |keys: &Value| keys["items"].as_array().unwrap().iter().find(|k| k["id"] == key["id"]).cloned().unwrap();
+    let (_, keys) = json_call("GET", &api("/keys"), ADMIN, Value::Null);
+    assert!(listed(&keys)["last_used_at"].is_null(), "never used yet: {keys}");
+
+    // Another writer holds the database.
+    let db = s.data.join("rapport.db");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE; UPDATE settings SET value = value;").unwrap();
+    let (answered, answer) = std::sync::mpsc::channel();
+    let url = api("/customers");
+    let reader = token.clone();
+    std::thread::spawn(move || answered.send(call("GET", &url, Some(&reader), "", b"")));
+    // A bound on the wait, so that a hang fails the test instead of the CI run; not a timing claim.
+    let (status, _, body) = answer.recv_timeout(Duration::from_secs(120)).expect("the GET never answered");
+    assert_eq!(status, 200, "a read with a fresh key while the write lock is held: {body}");
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+
+    let (_, keys) = json_call("GET", &api("/keys"), ADMIN, Value::Null);
+    let used = listed(&keys)["last_used_at"].as_i64().unwrap_or_else(|| panic!("use not shown: {keys}"));
+    assert!(used >= key["created_at"].as_i64().unwrap(), "{keys}");
+
+    s.stop();
+    let stored: Option<i64> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT last_used_at FROM api_keys WHERE id = ?1", [key["id"].as_i64().unwrap()], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, Some(used), "the use is written by shutdown at the latest");
+}

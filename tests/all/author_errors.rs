@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rapport::fixture::Fixture;
 use rapport::model::{Change, Decision, Entity, FeatureBatch, Operation};
-use rapport::plugins::{CallContext, CallError, Limits, Meter, World};
+use rapport::plugins::{CallContext, CallError, Empty, Limits, Meter, World};
 use rapport_test_plugins as wasm;
 use serde_json::{Value, json};
 
@@ -19,7 +18,7 @@ fn change() -> Change {
 }
 
 fn limited(config: Value, limits: Limits) -> CallContext {
-    CallContext::new(Arc::new(Fixture::default()), &config, limits)
+    CallContext::new(Arc::new(Empty), &config, limits)
 }
 
 fn assert_says(err: &CallError, fragments: &[&str]) {

@@ -6,7 +6,6 @@ use rapport::plugins::{Meter, World};
 use rapport::runner::Run;
 use rapport_test_plugins as wasm;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 use crate::{create_customer, ctx, ctx_with, load, runtime};
 
@@ -81,7 +80,7 @@ fn spend_rank_fits_deciles_over_the_organization_and_scores_in_batches() {
     let rt = runtime(Meter::Fuel);
     let run = Run {
         plugin: load(&rt, wasm::SPEND_RANK),
-        fixture: Arc::new(spenders()),
+        store: spenders().store().unwrap(),
         config: json!({ "explain": true }),
         limits: None,
     };
@@ -106,10 +105,10 @@ fn spend_rank_fits_deciles_over_the_organization_and_scores_in_batches() {
 #[test]
 fn features_follow_the_contract() {
     use rapport::model::{Feature, InteractionKind, Measure};
-    let fixture = spenders();
+    let store = spenders().store().unwrap();
     let feature =
         |measure, kinds: Vec<InteractionKind>| Feature { name: "f".into(), measure, kinds, since: None, until: None };
-    let value = |f: &Feature| fixture.features(&[3], std::slice::from_ref(f), 0).columns[0].values[0];
+    let value = |f: &Feature| store.features(&[3], std::slice::from_ref(f), 0).unwrap().columns[0].values[0];
     assert_eq!(value(&feature(Measure::Count, vec![])), 3.0, "every kind");
     assert_eq!(value(&feature(Measure::Count, vec![InteractionKind::Purchase])), 2.0);
     assert_eq!(value(&feature(Measure::DistinctDays, vec![InteractionKind::Purchase])), 2.0);
@@ -118,7 +117,7 @@ fn features_follow_the_contract() {
     assert_eq!(value(&feature(Measure::LastAt, vec![])), 20.0 * 86_400_000.0);
     let until = Feature { until: Some(15 * 86_400_000), ..feature(Measure::Count, vec![InteractionKind::Purchase]) };
     assert_eq!(value(&until), 1.0);
-    let nothing = fixture.features(&[11], &[feature(Measure::LastAt, vec![InteractionKind::Purchase])], 0);
+    let nothing = store.features(&[11], &[feature(Measure::LastAt, vec![InteractionKind::Purchase])], 0).unwrap();
     assert!(nothing.columns[0].values[0].is_nan());
 }
 
@@ -169,7 +168,7 @@ fn templates_build_and_run() {
 
     let run = Run {
         plugin: load(&rt, wasm::TEMPLATE_SCORER_TEMPLATE),
-        fixture: Arc::new(spenders()),
+        store: spenders().store().unwrap(),
         config: json!({}),
         limits: None,
     };

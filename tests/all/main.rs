@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use rapport::fixture::Fixture;
 use rapport::model::{Change, Customer, Entity, Operation};
-use rapport::plugins::{CallContext, Limits, Meter, Plugin, Runtime, RuntimeConfig, World};
+use rapport::plugins::{CallContext, Empty, Limits, Meter, Plugin, Runtime, RuntimeConfig, World};
 use serde_json::{Value, json};
 
 /// Import into an organization through the write pipeline, the one way records come in, for
@@ -55,11 +55,12 @@ pub fn load(rt: &Runtime, path: &str) -> Plugin {
 }
 
 pub fn ctx(world: World, config: Value) -> CallContext {
-    CallContext::new(Arc::new(Fixture::default()), &config, Limits::for_world(world))
+    CallContext::new(Arc::new(Empty), &config, Limits::for_world(world))
 }
 
+/// A call reading `fixture` as `rapport plugin run` does: loaded into an in-memory store.
 pub fn ctx_with(fixture: Fixture, world: World, config: Value) -> CallContext {
-    CallContext::new(Arc::new(fixture), &config, Limits::for_world(world))
+    CallContext::new(Arc::new(fixture.store().expect("the fixture loads")), &config, Limits::for_world(world))
 }
 
 pub fn create_customer(customer: Value) -> Change {

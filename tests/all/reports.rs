@@ -878,17 +878,69 @@ fn label_before_groups_customers_by_their_label_before_the_latest_scoring() {
     }
 }
 
+/// A host that does not know the `label_before.` key (an older Rapport): everything else is the
+/// store's.
+struct OlderHost(rapport::store::OrgStore);
+
+impl rapport::plugins::DataSource for OlderHost {
+    fn customer(&self, id: u64) -> Result<Option<rapport::model::Customer>, rapport::plugins::DataError> {
+        rapport::plugins::DataSource::customer(&self.0, id)
+    }
+    fn find_customer(
+        &self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<rapport::model::Customer>, rapport::plugins::DataError> {
+        rapport::plugins::DataSource::find_customer(&self.0, source, id)
+    }
+    fn timeline(
+        &self,
+        customer: u64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<rapport::model::Interaction>, rapport::plugins::DataError> {
+        rapport::plugins::DataSource::timeline(&self.0, customer, before, limit)
+    }
+    fn query_customers(
+        &self,
+        filter: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Result<rapport::model::CustomerPage, String>, rapport::plugins::DataError> {
+        rapport::plugins::DataSource::query_customers(&self.0, filter, cursor, limit)
+    }
+    fn distributor(&self, id: u64) -> Result<Option<rapport::model::Distributor>, rapport::plugins::DataError> {
+        rapport::plugins::DataSource::distributor(&self.0, id)
+    }
+    fn downline(
+        &self,
+        distributor: u64,
+        max_depth: u32,
+    ) -> Result<Vec<rapport::model::DownlineMember>, rapport::plugins::DataError> {
+        rapport::plugins::DataSource::downline(&self.0, distributor, max_depth)
+    }
+    fn aggregate(
+        &self,
+        q: &rapport::model::AggregateQuery,
+    ) -> Result<Result<rapport::model::AggregateResult, String>, rapport::plugins::DataError> {
+        match q.group_by.iter().find(|k| k.starts_with("label_before.")) {
+            Some(k) => Ok(Err(format!("invalid filter: unknown field `{k}`"))),
+            None => rapport::plugins::DataSource::aggregate(&self.0, q),
+        }
+    }
+}
+
 #[test]
 fn segments_summary_says_when_the_host_cannot_report_movement() {
-    // The fixture runner (`rapport plugin run`) has no score history: the sizes still come, the
-    // movement columns are empty and the title says why, rather than zeros that read as "nobody
-    // moved".
-    use rapport::plugins::{Meter, World};
+    // A host without score history (an older one): the sizes still come, the movement columns
+    // are empty and the title says why, rather than zeros that read as "nobody moved".
+    use rapport::plugins::{CallContext, Limits, Meter, World};
     let customers: Vec<Value> = (1..=3u64).map(|id| json!({"id": id})).collect();
     let fixture = rapport::fixture::Fixture::parse(&json!({"customers": customers}).to_string()).unwrap();
     let rt = crate::runtime(Meter::Fuel);
     let reporter = crate::load(&rt, built::SEGMENTS_SUMMARY);
-    let ctx = crate::ctx_with(fixture, World::Reporter, json!({}));
+    let older = OlderHost(fixture.store().unwrap());
+    let ctx = CallContext::new(std::sync::Arc::new(older), &json!({}), Limits::for_world(World::Reporter));
     let report = serde_json::to_value(reporter.run_report(&ctx, &json!({})).unwrap().value).unwrap();
     let report = Report(report);
     assert!(report.0["title"].as_str().unwrap().contains("(no movement: "), "{}", report.0);
@@ -897,6 +949,21 @@ fn segments_summary_says_when_the_host_cannot_report_movement() {
     assert_eq!(report.cell(row, "customers"), 3);
     for name in ["before", "moved_in", "moved_out", "first_scored"] {
         assert!(report.cell(row, name).is_null(), "{name}: {}", report.0);
+    }
+
+    // `rapport plugin run` reads a real store, which knows the key: nobody in the fixture was
+    // ever scored, so nobody moved, and the report says so with numbers.
+    let ctx = crate::ctx_with(
+        rapport::fixture::Fixture::parse(&json!({"customers": customers}).to_string()).unwrap(),
+        World::Reporter,
+        json!({}),
+    );
+    let report = Report(serde_json::to_value(reporter.run_report(&ctx, &json!({})).unwrap().value).unwrap());
+    assert!(!report.0["title"].as_str().unwrap().contains("no movement"), "{}", report.0);
+    let row = &report.rows()[0];
+    assert_eq!(report.cell(row, "customers"), 3);
+    for name in ["before", "moved_in", "moved_out", "first_scored"] {
+        assert_eq!(report.cell(row, name), 0, "{name}: {}", report.0);
     }
 }
 

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rapport::fixture::Fixture;
 use rapport::model::Decision;
-use rapport::plugins::{CallContext, Limits, Meter, Runtime, RuntimeConfig, World};
+use rapport::plugins::{CallContext, Empty, Limits, Meter, Runtime, RuntimeConfig, World};
 use rapport_test_plugins as wasm;
 use serde_json::json;
 
@@ -39,7 +38,7 @@ fn each_attack_ends_in_its_own_error_and_the_next_call_works() {
                 _ => Duration::from_millis(100),
             };
             let limits = Limits { cpu_time, ..Limits::for_world(World::Policy) };
-            let attacked = CallContext::new(Arc::new(Fixture::default()), &attack(name), limits);
+            let attacked = CallContext::new(Arc::new(Empty), &attack(name), limits);
             let err = hostile.before(&attacked, &change()).expect_err(name);
             assert_eq!(err.failure.code(), code, "{meter:?} attack {name}: {err}");
             assert!(err.to_string().starts_with("plugin `hostile_policy` "), "names the plugin: {err}");
@@ -71,7 +70,7 @@ fn epoch_deadline_stops_a_loop_and_names_its_cpu_time() {
     let rt = runtime(Meter::Epoch);
     let hostile = load(&rt, wasm::HOSTILE_POLICY);
     let limits = Limits { cpu_time: Duration::from_millis(20), ..Limits::for_world(World::Policy) };
-    let ctx = CallContext::new(Arc::new(Fixture::default()), &attack("loop"), limits);
+    let ctx = CallContext::new(Arc::new(Empty), &attack("loop"), limits);
     let err = hostile.before(&ctx, &change()).unwrap_err();
     assert_eq!(err.failure.code(), "cpu");
     assert!(err.to_string().contains("CPU limit of 20 ms"), "{err}");
@@ -82,7 +81,7 @@ fn a_lower_memory_limit_is_enforced() {
     let rt = runtime(Meter::Fuel);
     let hostile = load(&rt, wasm::HOSTILE_POLICY);
     let limits = Limits { memory_bytes: 8 << 20, ..Limits::for_world(World::Policy) };
-    let ctx = CallContext::new(Arc::new(Fixture::default()), &attack("memory"), limits);
+    let ctx = CallContext::new(Arc::new(Empty), &attack("memory"), limits);
     let err = hostile.before(&ctx, &change()).unwrap_err();
     assert!(err.to_string().contains("memory limit of 8 MiB"), "{err}");
     assert!(err.trace.peak_memory_bytes <= 8 << 20);
@@ -93,7 +92,7 @@ fn the_instance_limit_is_its_own_error() {
     let rt = runtime(Meter::Fuel);
     let policy = load(&rt, wasm::TEMPLATE_POLICY_TEMPLATE);
     let limits = Limits { instances: 1, ..Limits::for_world(World::Policy) };
-    let ctx = CallContext::new(Arc::new(Fixture::default()), &json!({}), limits);
+    let ctx = CallContext::new(Arc::new(Empty), &json!({}), limits);
     let err = policy.before(&ctx, &change()).unwrap_err();
     assert_eq!(err.failure.code(), "instances", "{err}");
     assert!(err.to_string().contains("instance count too high"), "{err}");
@@ -171,10 +170,10 @@ fn many_calls_at_once_queue_for_pool_slots_instead_of_failing() {
             s.spawn(move || {
                 for _ in 0..5 {
                     if i % 2 == 0 {
-                        let ctx = CallContext::new(Arc::new(Fixture::default()), &attack("loop"), limits.clone());
+                        let ctx = CallContext::new(Arc::new(Empty), &attack("loop"), limits.clone());
                         assert_eq!(hostile.before(&ctx, &change()).unwrap_err().failure.code(), "cpu");
                     } else {
-                        let ctx = CallContext::new(Arc::new(Fixture::default()), &json!({}), limits.clone());
+                        let ctx = CallContext::new(Arc::new(Empty), &json!({}), limits.clone());
                         assert!(good.before(&ctx, &change()).is_ok());
                     }
                 }

@@ -241,13 +241,16 @@ async fn problem_for_bare_errors(response: Response) -> Response {
 
 /// Serve until Ctrl-C or SIGTERM; requests in flight finish first, then jobs in flight.
 ///
-/// The webhook worker runs beside the server and stops after it.
+/// The webhook worker and the key-use flusher run beside the server and stop after it (the
+/// flusher writing the last requests' key uses as it stops).
 pub async fn serve(listener: tokio::net::TcpListener, state: State) -> std::io::Result<()> {
     let worker = crate::webhooks::Worker::start(state.pipeline.store().clone(), state.webhooks.clone())?;
+    let key_uses = crate::store::KeyUseFlusher::start(state.pipeline.store().clone(), crate::store::KEY_USE_FLUSH)?;
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     // Joining waits for a request in flight, which its timeouts bound.
     tokio::task::spawn_blocking(move || worker.stop()).await.map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(move || key_uses.stop()).await.map_err(std::io::Error::other)?;
     served?;
     let (pipeline, grace) = (state.pipeline.clone(), state.shutdown_grace);
     tokio::task::spawn_blocking(move || pipeline.wait_for_jobs(grace)).await.map_err(std::io::Error::other)?;

@@ -1,5 +1,6 @@
 //! What a plugin can read: one organization's data, behind a trait so that the runtime needs no
-//! store. The SQLite store implements it for the server; `fixture::Fixture` for `plugin run`.
+//! store. The SQLite store implements it, for the server and for `plugin run` (a fixture loaded
+//! into an in-memory store).
 
 use crate::model::{
     AggregateQuery, AggregateResult, Customer, CustomerPage, Distributor, DownlineMember, Id, Interaction, Timestamp,

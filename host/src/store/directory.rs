@@ -190,6 +190,57 @@ impl OrgTx<'_> {
         Ok(())
     }
 
+    /// Insert a distributor that already has an id (a `plugin run` fixture's, which customers and
+    /// sponsors refer to): kept as given, 0 gets a new one. `(source, external_id)` is its key
+    /// in the organization, as an import's. The sponsor must be stored already.
+    pub fn insert_distributor_as_given(&self, d: &Distributor, source: &str, external_id: &str) -> Result<Distributor> {
+        if d.name.trim().is_empty() {
+            return Err(StoreError::Invalid("a distributor needs a name".into()));
+        }
+        if let Some(b) = &d.branch {
+            check_branch_code(b)?;
+        }
+        let id = Some(d.id).filter(|&id| id != 0);
+        if let Some(id) = id
+            && i64::try_from(id).is_err()
+        {
+            return Err(StoreError::Invalid(format!("distributor id {id} is too large (the largest is {})", i64::MAX)));
+        }
+        // New, so nothing is below it yet: only the sponsor's existence needs checking.
+        self.check_sponsor(&Distributor { id: 0, ..d.clone() })?;
+        let now = now_ms();
+        self.tx
+            .execute(
+                scoped(
+                    "INSERT INTO distributors (org_id, id, source, external_id, name, sponsor_id, rank, status, branch, \
+                     attributes, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                ),
+                params![
+                    self.org,
+                    id.map(|id| id as i64),
+                    source,
+                    external_id,
+                    d.name,
+                    d.sponsor.map(|s| s as i64),
+                    d.rank,
+                    status_text(d.status),
+                    d.branch,
+                    attributes_text(&d.attributes),
+                    now
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Invalid(match id {
+                        Some(id) => format!("distributor id {id} is taken"),
+                        None => format!("another distributor has the key {source}:{external_id}"),
+                    })
+                }
+                other => other.into(),
+            })?;
+        Ok(Distributor { id: self.tx.last_insert_rowid() as Id, ..d.clone() })
+    }
+
     /// Create (id 0) or update a distributor; returns it as stored.
     ///
     /// A new distributor is keyed by `key` (its source system's `(source, external id)`, as an

@@ -1,6 +1,7 @@
 //! Scorer features computed where the data is: one aggregate query per batch of customers, so a
-//! scorer gets flat columns and never walks timelines itself. The meaning of each measure is
-//! `fixture::feature_value`'s; the tests hold the two to agreement.
+//! scorer gets flat columns and never walks timelines itself. The meaning of each measure is the
+//! contract's (`measure` in the WIT); `features_computed_in_sql_mean_what_the_contract_says` in
+//! the tests checks this SQL against a plain reading of it over real timelines.
 
 use std::collections::HashMap;
 

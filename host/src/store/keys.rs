@@ -1,11 +1,60 @@
 //! API keys and server settings. Keys are stored as sha256 hashes only: a leaked database does
 //! not leak working tokens. A token is shown once, when it is created.
+//!
+//! Authenticating only reads. When a key was last used is noted in memory ([`KeyUses`]) and
+//! written by a background thread ([`KeyUseFlusher`]) in one short transaction every few seconds
+//! and at shutdown: a write on the request path would make every read wait for SQLite's one
+//! writer, and fail with "database is locked" while another organization's import holds it.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{OrgStore, Result, Store, StoreError, now_ms, scoped};
 use crate::model::{Id, Timestamp};
+
+/// How often [`KeyUseFlusher`] writes the key uses noted since its last write. A crash loses at
+/// most this much of `last_used_at`, which is a hint for people tidying keys, not an audit.
+pub const KEY_USE_FLUSH: Duration = Duration::from_secs(5);
+
+/// Key uses not written yet: key id → its latest use. Shared by a store and its `OrgStore`s.
+#[derive(Clone, Default)]
+pub(super) struct KeyUses(Arc<Mutex<HashMap<i64, Timestamp>>>);
+
+impl KeyUses {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Timestamp>> {
+        // A panic while holding the lock leaves a map that is still a valid map.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn note(&self, id: i64, at: Timestamp) {
+        let mut map = self.map();
+        let last = map.entry(id).or_insert(at);
+        *last = (*last).max(at);
+    }
+
+    fn snapshot(&self) -> HashMap<i64, Timestamp> {
+        self.map().clone()
+    }
+
+    /// Drop uses now written, keeping any later use noted meanwhile. Until then they stay noted,
+    /// so a key list never misses a use being written.
+    fn written(&self, uses: &HashMap<i64, Timestamp>) {
+        self.map().retain(|id, at| uses.get(id).is_none_or(|written| *at > *written));
+    }
+
+    /// The later of the stored and the noted use.
+    fn merged(&self, key: &mut ApiKey) {
+        if let Some(&at) = self.map().get(&key.id) {
+            key.last_used_at = Some(key.last_used_at.map_or(at, |stored| stored.max(at)));
+        }
+    }
+}
 
 /// An organization's API key, as listed (never with its token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,10 +116,12 @@ impl Store {
         Ok(())
     }
 
-    /// The live key whose token hashes to `hash`, marking it used.
+    /// The live key whose token hashes to `hash`, noting its use in memory. Only reads the
+    /// database (see the module's comment): [`Store::flush_key_uses`] writes the use later.
     pub fn key_by_hash(&self, hash: &str) -> Result<Option<KeyOwner>> {
-        let conn = self.pool.get()?;
-        let found = conn
+        let mut found = self
+            .pool
+            .get()?
             .prepare_cached(
                 "SELECT k.id, k.name, k.role, k.created_at, k.last_used_at, k.revoked_at, k.scope_branch, \
                  k.scope_distributor, o.slug FROM api_keys k \
@@ -78,13 +129,75 @@ impl Store {
             )?
             .query_row([hash], |r| Ok(KeyOwner { key: key_from_row(r)?, org_slug: r.get(8)? }))
             .optional()?;
-        // A write per request would serialize reads behind SQLite's one writer: record use at a
-        // minute's resolution.
-        let now = now_ms();
-        if let Some(owner) = found.as_ref().filter(|o| o.key.last_used_at.is_none_or(|t| now - t >= 60_000)) {
-            conn.execute("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1", params![owner.key.id, now])?;
+        if let Some(owner) = &mut found {
+            self.key_uses.note(owner.key.id, now_ms());
+            self.key_uses.merged(&mut owner.key);
         }
         Ok(found)
+    }
+
+    /// Write the key uses noted since the last flush, in one transaction; returns how many keys.
+    /// On failure (the database busy past its timeout, a full disk) the uses stay noted for the
+    /// next flush.
+    pub fn flush_key_uses(&self) -> Result<usize> {
+        let uses = self.key_uses.snapshot();
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        let _turn = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            // Never back in time: another process on the same database may have written a later use.
+            let mut stmt = tx.prepare_cached(
+                "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+            )?;
+            for (id, at) in &uses {
+                stmt.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        self.key_uses.written(&uses);
+        Ok(uses.len())
+    }
+}
+
+/// The thread that writes key uses (see the module's comment): every [`KEY_USE_FLUSH`], and once
+/// more when stopped, so that a clean shutdown loses none.
+pub struct KeyUseFlusher {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KeyUseFlusher {
+    pub fn start(store: Store, every: Duration) -> std::io::Result<KeyUseFlusher> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("key-uses".into()).spawn(move || {
+            loop {
+                let last = !matches!(stopped.recv_timeout(every), Err(RecvTimeoutError::Timeout));
+                if let Err(e) = store.flush_key_uses() {
+                    tracing::warn!("recording API key use (retried at the next flush): {e}");
+                }
+                if last {
+                    return;
+                }
+            }
+        })?;
+        Ok(KeyUseFlusher { stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// Write what is noted and stop.
+    pub fn stop(self) {}
+}
+
+impl Drop for KeyUseFlusher {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the key-use flusher panicked");
+        }
     }
 }
 
@@ -114,6 +227,7 @@ impl OrgStore {
         })
     }
 
+    /// The organization's keys, with uses noted but not written yet.
     pub fn keys(&self) -> Result<Vec<ApiKey>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -121,7 +235,11 @@ impl OrgStore {
              WHERE org_id = ?1 ORDER BY id",
         ))?;
         let rows = stmt.query_map([self.org.id], key_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut keys: Vec<ApiKey> = rows.collect::<rusqlite::Result<_>>()?;
+        for key in &mut keys {
+            self.store.key_uses.merged(key);
+        }
+        Ok(keys)
     }
 
     /// Revoke a key; false if it is not this organization's.

@@ -24,6 +24,7 @@ mod webhooks;
 use std::path::{Path, PathBuf};
 
 use r2d2_sqlite::SqliteConnectionManager;
+use rand::RngExt;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
@@ -32,7 +33,7 @@ use serde_json::json;
 pub use backup::{BackupReport, DataLock, LOCK_FILE, RestoreReport, backup_to, restore_from};
 pub use dedupe::{Candidate, email as normalize_email, merged_profile, phone_e164};
 pub use directory::{ScorePoint, Segment};
-pub use keys::{ApiKey, KeyOwner, NewKey};
+pub use keys::{ApiKey, KEY_USE_FLUSH, KeyOwner, KeyUseFlusher, NewKey};
 pub use reads::Reads;
 pub use registry::{
     CHANGE_RETENTION, FailureMode, Job, NewComponent, OutboxMessage, PluginRow, TRACE_RETENTION, TraceOutcome,
@@ -115,6 +116,7 @@ pub struct Store {
     pool: Pool,
     path: PathBuf,
     writer: Writer,
+    key_uses: keys::KeyUses,
 }
 
 /// This process's turn at SQLite's one writer. Writers wait here, in order, instead of colliding
@@ -161,7 +163,23 @@ impl Store {
         }
         let manager = SqliteConnectionManager::file(&path).with_init(configure);
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        Ok(Store { pool, path, writer: Writer::default() })
+        Ok(Store { pool, path, writer: Writer::default(), key_uses: Default::default() })
+    }
+
+    /// A private database in memory, for `rapport plugin run`: the same schema, migrations and
+    /// SQL as a server's, so a plugin's filters and aggregates answer exactly as they would there,
+    /// and nothing touches the disk. It lives as long as this store (and its `OrgStore`s).
+    pub fn open_memory() -> Result<Store> {
+        // A shared cache under a name no other store uses: every connection of the pool opens
+        // the same database (a plain `:memory:` would give each connection an empty one of its
+        // own), and two runs in one process never see each other's.
+        let name = format!("file:rapport-run-{:016x}?mode=memory&cache=shared", rand::rng().random::<u64>());
+        let manager = SqliteConnectionManager::file(&name).with_init(configure);
+        // The database goes away with its last connection: the pool must never close idle ones.
+        let pool = r2d2::Pool::builder().max_size(4).idle_timeout(None).max_lifetime(None).build(manager)?;
+        let path = PathBuf::from(&name);
+        migrate(&mut *pool.get()?, &path)?;
+        Ok(Store { pool, path, writer: Writer::default(), key_uses: Default::default() })
     }
 
     /// The database answers a query (health checks): one round trip, whatever it holds.
@@ -730,30 +748,61 @@ impl OrgTx<'_> {
 
     /// Insert a new customer with its external ids, tags and consents; returns it with its id.
     pub fn insert_customer(&self, c: &Customer) -> Result<Customer> {
+        let now = now_ms();
+        self.insert_customer_row(c, None, now, now)
+    }
+
+    /// Insert a customer that already has an id and times (a `plugin run` fixture, whose inputs
+    /// refer to its customers by id): kept as given, an id of 0 gets a new one. Otherwise as
+    /// [`OrgTx::insert_customer`]: normalized, its distributor checked.
+    pub fn insert_customer_as_given(&self, c: &Customer) -> Result<Customer> {
+        let id = Some(c.id).filter(|&id| id != 0);
+        if let Some(id) = id
+            && i64::try_from(id).is_err()
+        {
+            return Err(StoreError::Invalid(format!("customer id {id} is too large (the largest is {})", i64::MAX)));
+        }
+        self.insert_customer_row(c, id, c.created_at, c.updated_at)
+    }
+
+    fn insert_customer_row(
+        &self,
+        c: &Customer,
+        id: Option<Id>,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    ) -> Result<Customer> {
         let c = &self.normalized(c.clone());
         self.check_distributor(c)?;
-        let now = now_ms();
         let (email_norm, phone_norm) = self.matching_keys(c);
         self.tx
             .prepare_cached(scoped(
-                "INSERT INTO customers (org_id, name, email, phone, branch, distributor_id, attributes, created_at, updated_at, \
-                 email_norm, phone_norm) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
+                "INSERT INTO customers (org_id, id, name, email, phone, branch, distributor_id, attributes, created_at, \
+                 updated_at, email_norm, phone_norm) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             ))?
             .execute(params![
                 self.org,
+                id.map(|id| id as i64),
                 c.name,
                 c.email,
                 c.phone,
                 c.branch,
                 c.distributor.map(|d| d as i64),
                 serde_json::to_string(&c.attributes).expect("a JSON map serializes"),
-                now,
+                created_at,
+                updated_at,
                 email_norm,
                 phone_norm
-            ])?;
+            ])
+            .map_err(|e| match (id, e) {
+                (Some(id), rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Invalid(format!("customer id {id} is taken"))
+                }
+                (_, e) => e.into(),
+            })?;
         let id = self.tx.last_insert_rowid() as Id;
         self.replace_children(id, c)?;
-        Ok(Customer { id, created_at: now, updated_at: now, ..c.clone() })
+        Ok(Customer { id, created_at, updated_at, ..c.clone() })
     }
 
     /// Overwrite a customer's fields, external ids, tags and consents with `c`'s.
@@ -910,6 +959,38 @@ impl OrgTx<'_> {
 
     /// Insert an interaction for a customer of this organization.
     pub fn insert_interaction(&self, i: &Interaction) -> Result<Id> {
+        self.insert_interaction_with_id(i, None)
+    }
+
+    /// Insert an interaction that already has an id (a `plugin run` fixture's): kept as given, an
+    /// id of 0 gets a new one. Otherwise as [`OrgTx::insert_interaction`].
+    pub fn insert_interaction_as_given(&self, i: &Interaction) -> Result<Id> {
+        let id = Some(i.id).filter(|&id| id != 0);
+        if let Some(id) = id
+            && i64::try_from(id).is_err()
+        {
+            return Err(StoreError::Invalid(format!("interaction id {id} is too large (the largest is {})", i64::MAX)));
+        }
+        self.insert_interaction_with_id(i, id).map_err(|e| match (id, e) {
+            (Some(id), StoreError::Sql(rusqlite::Error::SqliteFailure(f, m)))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let what = m.unwrap_or_default();
+                if what.contains("interactions.id") {
+                    StoreError::Invalid(format!("interaction id {id} is taken"))
+                } else {
+                    StoreError::Invalid(format!(
+                        "another interaction has the same source `{}` and external id `{}`",
+                        i.source,
+                        i.external_id.as_deref().unwrap_or_default()
+                    ))
+                }
+            }
+            (_, e) => e,
+        })
+    }
+
+    fn insert_interaction_with_id(&self, i: &Interaction, id: Option<Id>) -> Result<Id> {
         let belongs: bool = self
             .tx
             .prepare_cached(scoped("SELECT EXISTS (SELECT 1 FROM customers WHERE org_id = ?1 AND id = ?2)"))?
@@ -917,7 +998,7 @@ impl OrgTx<'_> {
         if !belongs {
             return Err(StoreError::Invalid(format!("customer {} does not exist", i.customer)));
         }
-        insert_interaction_row(self.tx, self.org, i)?;
+        insert_interaction_row_with_id(self.tx, self.org, id, i)?;
         Ok(self.tx.last_insert_rowid() as Id)
     }
 
@@ -959,15 +1040,20 @@ fn normalized(mut c: Customer, country: Option<&str>) -> Customer {
     c
 }
 
-/// Insert one interaction row; with `skip_existing`, a (source, external id) already stored is
-/// left alone and 0 rows are reported.
-fn insert_interaction_row(conn: &Connection, org: i64, i: &Interaction) -> rusqlite::Result<usize> {
-    const INSERT: &str = "INSERT INTO interactions (org_id, customer_id, kind, channel, source, external_id, occurred_at, \
-         amount_minor, currency, subject, body, attributes, ticket_status, ticket_category, due_at, resolution, closed_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+/// Insert one interaction row, with its id when it has one (`None`: SQLite picks).
+fn insert_interaction_row_with_id(
+    conn: &Connection,
+    org: i64,
+    id: Option<Id>,
+    i: &Interaction,
+) -> rusqlite::Result<usize> {
+    const INSERT: &str = "INSERT INTO interactions (org_id, id, customer_id, kind, channel, source, external_id, \
+         occurred_at, amount_minor, currency, subject, body, attributes, ticket_status, ticket_category, due_at, \
+         resolution, closed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
     let ticket = i.ticket.as_ref();
     conn.prepare_cached(scoped(INSERT))?.execute(params![
         org,
+        id.map(|id| id as i64),
         i.customer as i64,
         i.kind.as_str(),
         i.channel,
