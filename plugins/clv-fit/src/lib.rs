@@ -104,6 +104,7 @@ impl Reporter for ClvFit {
             number("customers_gamma_gamma", gg.map_or(0.0, |g| g.customers as f64)),
             number("customers_repeat", fitted.repeat_customers as f64),
             number("customers_repeat_without_spend", fitted.repeat_without_spend as f64),
+            number("customers_repeat_unknown_spend", fitted.repeat_unknown as f64),
             number("distinct_histories", fitted.distinct_histories as f64),
             number("converged", if bg.converged && gg.is_none_or(|g| g.converged) { 1.0 } else { 0.0 }),
         ];

@@ -185,10 +185,12 @@ pub struct Fitted {
     pub gamma_gamma: Option<Fit<GammaGamma>>,
     /// Distinct (x, t_x, T) histories: the BG/NBD likelihood's work per evaluation.
     pub distinct_histories: usize,
-    /// Customers with repeat transactions; of those, the ones whose repeat mean was not positive
-    /// or not known (left out of the Gamma-Gamma fit).
+    /// Customers with repeat transactions; of those, the ones whose repeat transactions were
+    /// worth 0 in all, and the ones whose repeat mean is not known (the scorer's fit reads a
+    /// sample of the first days): both left out of the Gamma-Gamma fit.
     pub repeat_customers: usize,
     pub repeat_without_spend: usize,
+    pub repeat_unknown: usize,
 }
 
 /// Fit both models by maximum likelihood. None without customers.
@@ -197,14 +199,16 @@ pub fn fit(histories: &[History]) -> Option<Fitted> {
         return None;
     }
     let compressed = Compressed::new(histories);
-    let repeat_customers = histories.iter().filter(|h| h.x > 0).count();
+    let repeat = || histories.iter().filter(|h| h.x > 0);
+    let repeat_unknown = repeat().filter(|h| !h.mean_value.is_finite()).count();
     let spend = Spend::new(histories);
     Some(Fitted {
         bgnbd: compressed.fit(),
         gamma_gamma: spend.fit(),
         distinct_histories: compressed.distinct(),
-        repeat_customers,
-        repeat_without_spend: repeat_customers - spend.customers(),
+        repeat_customers: repeat().count(),
+        repeat_without_spend: repeat().count() - repeat_unknown - spend.customers(),
+        repeat_unknown,
     })
 }
 

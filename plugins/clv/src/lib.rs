@@ -287,12 +287,13 @@ impl Scorer for Clv {
                 })?;
                 log!(
                     Info,
-                    "fitted on {} customers ({} distinct histories; {} repeat, {} of them without a positive repeat \
-                     mean): {:?} ll {:.3} in {} evaluations; {:?}",
+                    "fitted on {} customers ({} distinct histories; {} repeat, of whom {} with repeat transactions \
+                     worth 0 and {} not read): {:?} ll {:.3} in {} evaluations; {:?}",
                     fitted.bgnbd.customers,
                     fitted.distinct_histories,
                     fitted.repeat_customers,
                     fitted.repeat_without_spend,
+                    fitted.repeat_unknown,
                     fitted.bgnbd.params,
                     fitted.bgnbd.log_likelihood,
                     fitted.bgnbd.evaluations,
