@@ -9,7 +9,7 @@ DEMO_PLUGINS := $(CURDIR)/target/demo-plugins
 # The plugins the demo organization starts with: the examples and the standard library
 # (policies, scorers, reporters), installed and enabled.
 DEMO_PACKAGES := require-contact spend-rank customers-by-branch branch-standard \
-	consent network-compliance service-standard rfm churn-risk clv clv-fit \
+	consent network-compliance service-standard rfm churn-risk churn-fit clv clv-fit \
 	service-report segments-summary downline-report campaign-targets
 DEMO_WASM := $(addsuffix .wasm,$(subst -,_,$(DEMO_PACKAGES)))
 
@@ -56,7 +56,7 @@ run: plugins
 
 # The standard plugins whose logic has unit tests: they run natively (the plugins' workspace
 # builds for wasm32-wasip2 by default), each on its own as it is built (SDK features per world).
-PLUGIN_UNIT_TESTS := plugin-kit clv-model consent network-compliance service-standard rfm churn-risk \
+PLUGIN_UNIT_TESTS := plugin-kit clv-model churn-model consent network-compliance service-standard rfm \
 	service-report segments-summary downline-report campaign-targets
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 
