@@ -505,6 +505,7 @@ fn clv_finds_the_published_estimates_on_the_cdnow_sample() {
     assert_eq!(status, 200, "{out}");
     rescore(&base, &token, customers);
     let fit = clv_fit_report(&base, &token);
+    eprintln!("clv-fit on the CDNOW sample: {fit:?}");
     let at = |name: &str, decimals: i32| {
         let v = fit[name];
         (v * 10f64.powi(decimals)).round() / 10f64.powi(decimals)
@@ -519,7 +520,7 @@ fn clv_finds_the_published_estimates_on_the_cdnow_sample() {
     // The scorer's own scores against `lifetimes` 0.11.3 on the same file (values from
     // plugins/clv-model/reference/lifetimes_cdnow.py): customer 4 (x = 2), 4005 (x = 1) and 2087
     // (no repeat purchase: the population mean, pγ/(q−1)). Both fits stop at their optimizer's
-    // tolerance, so the scores agree to about 1e-4, not exactly.
+    // tolerance (the estimates agree to about 1e-7), so the scores agree closely, not exactly.
     for (id, frequency, p_alive, purchases, value) in [
         (4, 2.0, 0.7266202977882552, 1.2259944296717102, 24.65391871323576),
         (4005, 1.0, 0.5333547420623989, 0.5354075856586402, 27.922558214671497),
@@ -530,7 +531,7 @@ fn clv_finds_the_published_estimates_on_the_cdnow_sample() {
         assert_eq!(score("frequency"), frequency, "{id}: {profile}");
         for (name, want) in [("p_alive", p_alive), ("expected_purchases", purchases), ("expected_value", value)] {
             let got = score(name);
-            assert!((got - want).abs() / want < 1e-3, "customer {id}: clv.{name} {got}, lifetimes {want}");
+            assert!((got - want).abs() / want < 1e-5, "customer {id}: clv.{name} {got}, lifetimes {want}");
         }
         // The explanation names the quantities the value comes from.
         let why = profile["explanations"]["clv.value"].as_str().unwrap_or_else(|| panic!("{profile}"));
@@ -545,7 +546,7 @@ fn clv_finds_the_published_estimates_on_the_cdnow_sample() {
 }
 
 /// The full CDNOW master file (23 570 customers, 69 659 transactions, 80 of them worth 0) fits
-/// without error, to the estimates `lifetimes` 0.11.3 finds on it (the reference script run on
+/// without error, to the estimates `lifetimes` 0.11.3 finds on it (within 1e-5; the reference script run on
 /// CDNOW_master.txt): BG/NBD r = 0.251624, α = 4.788945, a = 0.723433, b = 2.161087; Gamma-Gamma
 /// p = 6.275359, q = 3.624450, γ = 14.983689 on 9 450 of the 9 451 repeat customers (one has
 /// repeat transactions worth 0 in all, which the Gamma-Gamma model cannot hold).
@@ -559,6 +560,7 @@ fn clv_fits_the_cdnow_master_file() {
     assert_eq!(status, 200, "{out}");
     rescore(&base, &token, customers);
     let fit = clv_fit_report(&base, &token);
+    eprintln!("clv-fit on the CDNOW master file: {fit:?}");
     assert_eq!(fit["customers_bgnbd"], 23_570.0, "{fit:?}");
     assert_eq!(fit["customers_repeat"], 9_451.0, "{fit:?}");
     assert_eq!(fit["customers_repeat_without_spend"], 1.0, "{fit:?}");
@@ -574,7 +576,7 @@ fn clv_fits_the_cdnow_master_file() {
         ("q", 3.624450210391096),
         ("gamma", 14.983688961951682),
     ] {
-        assert!((fit[name] - want).abs() / want < 1e-3, "{name}: {} vs lifetimes {want}: {fit:?}", fit[name]);
+        assert!((fit[name] - want).abs() / want < 1e-5, "{name}: {} vs lifetimes {want}: {fit:?}", fit[name]);
     }
 }
 
