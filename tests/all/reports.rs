@@ -1,4 +1,4 @@
-//! The standard churn scorer and reporters (`plugins/churn-risk`, `service-report`,
+//! The standard churn scorer and reporters (`plugins/churn-risk`, `churn-fit`, `service-report`,
 //! `segments-summary`, `downline-report`, `campaign-targets`), each installed through the HTTP API
 //! into an organization loaded with the demo generator's data. Every expected number is computed
 //! here from the generated NDJSON (and what the API says about the organization), not copied from
@@ -34,9 +34,13 @@ fn ndjson(path: &std::path::Path) -> Vec<Value> {
 /// A server with an organization `org` holding `n` generated customers (imported over HTTP) and
 /// these plugins installed and enabled.
 fn demo(org: &str, n: u64, plugins: &[(&str, &str)]) -> Demo {
+    demo_seeded(org, 7, n, plugins)
+}
+
+fn demo_seeded(org: &str, seed: u64, n: u64, plugins: &[(&str, &str)]) -> Demo {
     let s = serve();
     let dir = tempfile::tempdir().unwrap();
-    let files = write(&DemoSpec::new(7, n), dir.path()).unwrap();
+    let files = write(&DemoSpec::new(seed, n), dir.path()).unwrap();
     let url = |path: &str| format!("{}/v1/orgs/{org}{path}", s.url);
     let (status, out) = json_call("POST", &format!("{}/v1/orgs", s.url), ADMIN, json!({"slug": org, "name": org}));
     assert_eq!(status, 201, "{out}");
@@ -298,6 +302,9 @@ fn churn_risk_scores_demo_customers_from_recency_tickets_and_sentiment() {
             ("contribution_overdue_tickets", 0.8 * open),
             ("contribution_recent_tickets", 0.3 * (recent + extra)),
             ("contribution_sentiment", sentiment.map_or(0.0, |s| -1.5 * s)),
+            // 200 customers are fewer than fit.min_labelled: the documented weights, where
+            // purchases weigh 0.
+            ("contribution_purchases", 0.0),
         ];
         let mut z = -3.0;
         for (name, want) in expected {
@@ -318,6 +325,7 @@ fn churn_risk_scores_demo_customers_from_recency_tickets_and_sentiment() {
         assert_eq!(profile["labels"]["churn-risk.risk"], label, "{ext}");
         let why = profile["explanations"]["churn-risk.probability"].as_str().unwrap_or_default();
         assert!(why.starts_with(&format!("churn risk {p:.2} ({label}): ")), "{ext}: {why}");
+        assert!(why.ends_with("(default weights)"), "{ext}: {why}");
         checked += 1;
     }
     assert!(checked > 150 && with_tickets > 10 && with_text > 100, "{checked} {with_tickets} {with_text}");
@@ -326,6 +334,113 @@ fn churn_risk_scores_demo_customers_from_recency_tickets_and_sentiment() {
     let scored_high = demo.matching("score.churn-risk.probability >= 0.6");
     assert!(!high.is_empty());
     assert_eq!(high, scored_high);
+}
+
+/// The demo organization as `rapport serve --demo` generates it (seed 42, 2 000 customers): the
+/// churn model fitted to its history ranks the hold-out customers well (AUC above 0.7), its
+/// calibration holds decile by decile, the `churn-fit` report shows the fit the scorer made, and
+/// the scorer's explanations say the weights were fitted.
+#[test]
+fn churn_risk_fits_its_weights_to_the_demo_history() {
+    let demo =
+        demo_seeded("churn-fit", 42, 2_000, &[("churn-risk", built::CHURN_RISK), ("churn-fit", built::CHURN_FIT)]);
+    // The demo's history ends at its newest interaction; the cutoff is 90 days before it, so
+    // each customer's next 90 days are known (the scorer's default cutoff is 90 days before the
+    // scoring time, which suits a history that runs to today).
+    let newest = demo.interactions.iter().map(|i| i["occurred_at"].as_i64().unwrap()).max().unwrap();
+    let cutoff = plugin_date((newest - 90 * DAY).div_euclid(DAY) * DAY);
+    let config = json!({"fit": {"cutoff": cutoff, "horizon_days": 90}, "explain": true});
+    for plugin in ["churn-risk", "churn-fit"] {
+        let (status, out) =
+            json_call("PUT", &demo.url(&format!("/plugins/{plugin}/config")), &demo.token, config.clone());
+        assert_eq!(status, 200, "{plugin}: {out}");
+    }
+    demo.rescore();
+
+    let report = demo.report_ok("churn-fit", json!({}));
+    let rows = report.rows();
+    let value = |section: &str, name: &str| {
+        let row = rows
+            .iter()
+            .find(|r| report.cell(r, "section") == section && report.cell(r, "name") == name)
+            .unwrap_or_else(|| panic!("no {section} {name}: {}", report.0));
+        report.cell(row, "value").as_f64().unwrap_or(f64::NAN)
+    };
+    let (auc, train, holdout) = (value("model", "auc"), value("model", "train"), value("model", "holdout"));
+    eprintln!("churn-fit on the demo: {}", report.0);
+    assert_eq!(value("model", "fitted"), 1.0, "{}", report.0);
+    // Every demo customer bought in the first year, before the cutoff: all are labelled.
+    assert_eq!(value("model", "labelled"), 2_000.0);
+    assert_eq!(train + holdout, 2_000.0);
+    assert!(auc > 0.7, "hold-out AUC {auc}: {}", report.0);
+    // Churned is "no purchase in the 90 days after the cutoff", counted here from the data.
+    let bought_after: HashSet<&str> = demo
+        .interactions
+        .iter()
+        .filter(|i| i["kind"] == "purchase")
+        .filter(|i| {
+            let at = i["occurred_at"].as_i64().unwrap();
+            at > (newest - 90 * DAY).div_euclid(DAY) * DAY && at <= (newest - 90 * DAY).div_euclid(DAY) * DAY + 90 * DAY
+        })
+        .map(|i| i["customer"]["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(value("model", "churned"), (2_000 - bought_after.len()) as f64, "{}", report.0);
+    // Frequent buyers stay, long-silent ones leave: the signs the data must give.
+    assert!(value("coefficient", "recency_per_30_days") > 0.0, "{}", report.0);
+    assert!(value("coefficient", "purchases") < 0.0, "{}", report.0);
+
+    // Calibration on the hold-out: ten deciles covering it, predictions rising, and in each the
+    // observed churn rate within three binomial standard errors (plus 0.02) of the mean
+    // prediction.
+    let deciles: Vec<&Value> = rows.iter().filter(|r| report.cell(r, "section") == "calibration").collect();
+    assert_eq!(deciles.len(), 10, "{}", report.0);
+    let mut covered = 0;
+    let mut previous = 0.0;
+    for d in &deciles {
+        let n = report.cell(d, "customers").as_f64().unwrap();
+        let predicted = report.cell(d, "predicted").as_f64().unwrap();
+        let observed = report.cell(d, "observed").as_f64().unwrap();
+        let tolerance = 3.0 * (predicted * (1.0 - predicted) / n).sqrt() + 0.02;
+        assert!((predicted - observed).abs() <= tolerance, "{d}: |{predicted} − {observed}| > {tolerance}");
+        assert!(predicted >= previous, "deciles are ordered by prediction: {}", report.0);
+        previous = predicted;
+        covered += n as usize;
+    }
+    assert_eq!(covered as f64, holdout);
+    assert_eq!(report.0["chart"]["y"], json!(["predicted", "observed"]));
+
+    // The scorer used the same fit: its explanations quote it.
+    let profile = demo.profile(demo.id("c-0"));
+    let why = profile["explanations"]["churn-risk.probability"].as_str().unwrap_or_default();
+    let fitted = format!("(weights fitted on {train} customers, hold-out AUC {auc:.2})");
+    assert!(why.ends_with(&fitted), "{why} does not end with {fitted}");
+    // And its log-odds are the fitted weights applied to the customer's factors.
+    let score = |name: &str| profile["scores"][format!("churn-risk.{name}")].as_f64().unwrap();
+    let w = |name: &str| value("coefficient", name);
+    let z = w("intercept")
+        + w("recency_per_30_days") * score("recency_days").min(365.0) / 30.0
+        + w("open_tickets") * score("open_tickets")
+        + w("overdue_tickets") * score("overdue_tickets")
+        + w("recent_tickets") * score("recent_tickets")
+        - w("negative_sentiment") * profile["scores"]["churn-risk.sentiment"].as_f64().unwrap_or(0.0)
+        + w("purchases") * score("purchases");
+    assert!((score("log_odds") - z).abs() < 1e-9, "{} vs {z}: {profile}", score("log_odds"));
+}
+
+/// `YYYY-MM-DD` of a UTC midnight.
+fn plugin_date(ms: i64) -> String {
+    let days = ms.div_euclid(DAY);
+    // Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn now() -> i64 {

@@ -7,7 +7,9 @@
 //! age_weeks, mean_value), read with `store.aggregate`: a reporter cannot see distinct purchase
 //! days any other way (the filter language has `purchases.count`, which counts several purchases
 //! on one day separately, and a timeline per customer would cost one host call each). So the
-//! scorer must be installed and a rescore must have run; the fit is then the scorer's own.
+//! scorer must be installed and a rescore must have run; the fit is then the scorer's own (but
+//! for the Gamma-Gamma sample the scorer's `fit` takes past 9 000 repeat customers: the scores
+//! hold every customer's repeat mean, so this report fits on all of them).
 
 use clv_model::History;
 use rapport_plugin::{
@@ -100,6 +102,9 @@ impl Reporter for ClvFit {
             number("log_likelihood_gamma_gamma", gg.map_or(nan, |g| g.log_likelihood)),
             number("customers_bgnbd", bg.customers as f64),
             number("customers_gamma_gamma", gg.map_or(0.0, |g| g.customers as f64)),
+            number("customers_repeat", fitted.repeat_customers as f64),
+            number("customers_repeat_without_spend", fitted.repeat_without_spend as f64),
+            number("customers_repeat_unknown_spend", fitted.repeat_unknown as f64),
             number("distinct_histories", fitted.distinct_histories as f64),
             number("converged", if bg.converged && gg.is_none_or(|g| g.converged) { 1.0 } else { 0.0 }),
         ];

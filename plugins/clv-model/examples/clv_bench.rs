@@ -21,12 +21,13 @@ fn main() {
     let end_day = 78 * 7 - 1;
     let hs = histories(&simulate(&bg, &gg, customers, 12.0, end_day, 2005), end_day);
 
-    // lifetimes' columns: frequency = repeat transactions, recency = t_x, T, all in weeks; the
-    // Gamma-Gamma model gets the number of transactions the mean value is over.
+    // lifetimes' columns: frequency = repeat transactions, recency = t_x, T, all in weeks, and
+    // monetary_value = the repeat transactions' mean (0 without any, as lifetimes writes it).
     let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join("summary.csv")).unwrap());
-    writeln!(csv, "frequency,recency,T,transactions,monetary_value").unwrap();
+    writeln!(csv, "frequency,recency,T,monetary_value").unwrap();
     for h in &hs {
-        writeln!(csv, "{},{},{},{},{}", h.x, h.t_x(), h.t(), h.transactions, h.mean_value).unwrap();
+        let mean = if h.mean_value.is_finite() { h.mean_value } else { 0.0 };
+        writeln!(csv, "{},{},{},{}", h.x, h.t_x(), h.t(), mean).unwrap();
     }
     csv.flush().unwrap();
 
@@ -46,11 +47,12 @@ fn main() {
     let gg_s = time(&mut || gg_fit = Spend::new(&hs).fit());
     let (b, g) = (bg_fit.unwrap(), gg_fit.unwrap());
     let out = format!(
-        "{{\"customers\": {}, \"distinct_histories\": {}, \"bgnbd_seconds\": {bg_s}, \"gamma_gamma_seconds\": {gg_s}, \
+        "{{\"customers\": {}, \"distinct_histories\": {}, \"gamma_gamma_customers\": {}, \"bgnbd_seconds\": {bg_s}, \"gamma_gamma_seconds\": {gg_s}, \
          \"bgnbd\": {{\"r\": {}, \"alpha\": {}, \"a\": {}, \"b\": {}, \"ll\": {}, \"evaluations\": {}}}, \
          \"gamma_gamma\": {{\"p\": {}, \"q\": {}, \"gamma\": {}, \"ll\": {}, \"evaluations\": {}}}}}",
         hs.len(),
         Compressed::new(&hs).distinct(),
+        g.customers,
         b.params.r,
         b.params.alpha,
         b.params.a,

@@ -24,7 +24,8 @@ pub fn day_of(ms: f64) -> i64 {
     (ms / DAY_MS as f64).floor() as i64
 }
 
-/// One customer's purchase history as both models need it.
+/// One customer's purchase history as both models need it: Fader & Hardie's summary (the
+/// `lifetimes` package's `frequency`, `recency`, `T` and `monetary_value`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct History {
     /// Repeat transactions: purchase days after the first.
@@ -33,27 +34,28 @@ pub struct History {
     pub tx_days: u32,
     /// Days from the first purchase day to the end of calibration (T · 7).
     pub t_days: u32,
-    /// Mean value of a transaction (a day's purchases), in currency units; NaN when unknown.
+    /// Mean value of the repeat transactions (a day's purchases, the first day left out), in
+    /// currency units; NaN without repeat transactions or when the first day's spend is unknown.
     pub mean_value: f64,
-    /// Transactions the mean is over (x + 1: the first purchase day is one too).
-    pub transactions: u32,
 }
 
 impl History {
     /// A history from the scorer's features: distinct purchase days, first and last purchase
-    /// time (ms), total spend (minor units), up to and including `end_day`. None for a customer
-    /// without purchases by then.
+    /// time (ms), total spend and the first purchase day's spend (minor units), up to and
+    /// including `end_day`. None for a customer without purchases by then.
     ///
-    /// The mean value is over all transactions, the first included: the host's features give
-    /// one sum over the customer's purchases and not the first day's amount, so the first
-    /// transaction cannot be set apart as Fader & Hardie do with CDNOW's data. Under the model
-    /// (every transaction drawn from the customer's Gamma(p, ν)) that is one more observation of
-    /// the same mean, not a bias; it differs only where first purchases are unlike later ones.
+    /// The mean value is over the repeat transactions only, as Fader & Hardie define it: the first
+    /// purchase is often unlike later ones (a sign-up bundle, a trial), and the Gamma-Gamma model
+    /// is fitted on repeat customers' repeat spend. A zero-amount purchase day is a transaction
+    /// worth 0 (it counts in x and in the mean, as in `lifetimes`), so the mean can be 0 when
+    /// every repeat day was free; [`Spend`] leaves such customers out of the fit. `first_day_minor`
+    /// NaN (not read) leaves the mean unknown.
     pub fn from_features(
         days: f64,
         first_at: f64,
         last_at: f64,
         spend_minor: f64,
+        first_day_minor: f64,
         end_day: i64,
         minor_per_unit: f64,
     ) -> Option<History> {
@@ -64,14 +66,13 @@ impl History {
         if first > end_day {
             return None;
         }
-        let transactions = days.round() as u32;
-        let spend = spend_minor / minor_per_unit;
+        let x = days.round() as u32 - 1;
+        let repeat_spend = (spend_minor - first_day_minor) / minor_per_unit;
         Some(History {
-            x: transactions - 1,
+            x,
             tx_days: (last.min(end_day) - first).max(0) as u32,
             t_days: (end_day - first) as u32,
-            mean_value: if spend > 0.0 { spend / transactions as f64 } else { f64::NAN },
-            transactions,
+            mean_value: if x > 0 { repeat_spend / x as f64 } else { f64::NAN },
         })
     }
 
@@ -86,9 +87,14 @@ impl History {
             x,
             tx_days: (recency_weeks * 7.0).round() as u32,
             t_days: (age_weeks * 7.0).round() as u32,
-            mean_value,
-            transactions: x + 1,
+            mean_value: if x > 0 { mean_value } else { f64::NAN },
         })
+    }
+
+    /// Whether the history is one the Gamma-Gamma fit uses: repeat transactions with a positive
+    /// mean (the model's values are Gamma-distributed, so a mean of 0 has no density).
+    pub fn has_repeat_spend(&self) -> bool {
+        self.x > 0 && self.mean_value.is_finite() && self.mean_value > 0.0
     }
 
     pub fn t_x(&self) -> f64 {
@@ -111,7 +117,9 @@ pub struct Model {
     pub end_day: i64,
 }
 
-const MAGIC: &[u8; 4] = b"clv1";
+/// `clv2`: the Gamma-Gamma parameters are the published model's (repeat transactions only);
+/// `clv1` bytes (every transaction's mean) are refused, so a stale model is refitted.
+const MAGIC: &[u8; 4] = b"clv2";
 
 impl Model {
     /// Little-endian: magic, the 7 parameters as f64 (NaN for an absent Gamma-Gamma), end day.
@@ -146,7 +154,8 @@ pub struct Forecast {
     pub p_alive: f64,
     /// Transactions over the horizon (BG/NBD).
     pub expected_purchases: f64,
-    /// Value of one future transaction, in currency units (Gamma-Gamma); NaN without spend.
+    /// Value of one future transaction, in currency units (Gamma-Gamma, eq. (5) of the 2013
+    /// note): the population mean for a customer without repeat spend; NaN without a model.
     pub expected_value: f64,
     /// The lifetime value over the horizon, in currency units: expected purchases × expected
     /// value (undiscounted, before margin). `expected_value` alone is a transaction's worth, not
@@ -159,10 +168,7 @@ impl Model {
     pub fn forecast(&self, h: &History, horizon_weeks: f64) -> Forecast {
         let (x, t_x, t) = (h.x as f64, h.t_x(), h.t());
         let expected_purchases = self.bgnbd.conditional_expected_purchases(horizon_weeks, x, t_x, t);
-        let expected_value = match self.gamma_gamma {
-            Some(gg) if h.mean_value.is_finite() => gg.conditional_expected_value(h.transactions as f64, h.mean_value),
-            _ => f64::NAN,
-        };
+        let expected_value = self.gamma_gamma.map_or(f64::NAN, |gg| gg.expected_value_of(h));
         Forecast {
             p_alive: self.bgnbd.p_alive(x, t_x, t),
             expected_purchases,
@@ -179,6 +185,12 @@ pub struct Fitted {
     pub gamma_gamma: Option<Fit<GammaGamma>>,
     /// Distinct (x, t_x, T) histories: the BG/NBD likelihood's work per evaluation.
     pub distinct_histories: usize,
+    /// Customers with repeat transactions; of those, the ones whose repeat transactions were
+    /// worth 0 in all, and the ones whose repeat mean is not known (the scorer's fit reads a
+    /// sample of the first days): both left out of the Gamma-Gamma fit.
+    pub repeat_customers: usize,
+    pub repeat_without_spend: usize,
+    pub repeat_unknown: usize,
 }
 
 /// Fit both models by maximum likelihood. None without customers.
@@ -187,10 +199,16 @@ pub fn fit(histories: &[History]) -> Option<Fitted> {
         return None;
     }
     let compressed = Compressed::new(histories);
+    let repeat = || histories.iter().filter(|h| h.x > 0);
+    let repeat_unknown = repeat().filter(|h| !h.mean_value.is_finite()).count();
+    let spend = Spend::new(histories);
     Some(Fitted {
         bgnbd: compressed.fit(),
-        gamma_gamma: Spend::new(histories).fit(),
+        gamma_gamma: spend.fit(),
         distinct_histories: compressed.distinct(),
+        repeat_customers: repeat().count(),
+        repeat_without_spend: repeat().count() - repeat_unknown - spend.customers(),
+        repeat_unknown,
     })
 }
 
@@ -233,38 +251,104 @@ mod tests {
     #[test]
     fn histories_count_days_from_the_first_purchase() {
         let day = DAY_MS as f64;
-        // Three purchase days (the first on day 10), the last on day 24, calibration ends day 38;
-        // 90.00 spent in all.
-        let h = History::from_features(3.0, 10.0 * day + 5.0, 24.0 * day + 7.0, 9_000.0, 38, 100.0).unwrap();
-        assert_eq!(h, History { x: 2, tx_days: 14, t_days: 28, mean_value: 30.0, transactions: 3 });
+        // Three purchase days (the first on day 10, 30.00 of the 90.00 spent), the last on day
+        // 24, calibration ends day 38: two repeat transactions worth 30.00 on average.
+        let h = History::from_features(3.0, 10.0 * day + 5.0, 24.0 * day + 7.0, 9_000.0, 3_000.0, 38, 100.0).unwrap();
+        assert_eq!(h, History { x: 2, tx_days: 14, t_days: 28, mean_value: 30.0 });
         assert_eq!((h.t_x(), h.t()), (2.0, 4.0));
-        assert_eq!(History::from_features(0.0, f64::NAN, f64::NAN, 0.0, 38, 100.0), None);
-        assert_eq!(History::from_features(1.0, 40.0 * day, 40.0 * day, 0.0, 38, 100.0), None);
-        assert!(History::from_features(1.0, 10.0 * day, 10.0 * day, 0.0, 38, 100.0).unwrap().mean_value.is_nan());
+        assert!(h.has_repeat_spend());
+        // The first day is left out of the mean: a large first order does not raise it.
+        let big_first = History::from_features(3.0, 10.0 * day, 24.0 * day, 56_000.0, 50_000.0, 38, 100.0).unwrap();
+        assert_eq!(big_first.mean_value, 30.0);
+        assert_eq!(History::from_features(0.0, f64::NAN, f64::NAN, 0.0, 0.0, 38, 100.0), None);
+        assert_eq!(History::from_features(1.0, 40.0 * day, 40.0 * day, 0.0, 0.0, 38, 100.0), None);
+        // One purchase day: no repeat transactions, no repeat mean.
+        let once = History::from_features(1.0, 10.0 * day, 10.0 * day, 4_000.0, 4_000.0, 38, 100.0).unwrap();
+        assert!(once.mean_value.is_nan() && !once.has_repeat_spend());
+        // Repeat days worth nothing: a mean of 0, outside the Gamma-Gamma fit.
+        let free = History::from_features(2.0, 10.0 * day, 20.0 * day, 4_000.0, 4_000.0, 38, 100.0).unwrap();
+        assert!(free.mean_value == 0.0 && !free.has_repeat_spend());
+        // The first day's spend not read: the mean is unknown.
+        assert!(
+            History::from_features(3.0, 10.0 * day, 24.0 * day, 9_000.0, f64::NAN, 38, 100.0)
+                .unwrap()
+                .mean_value
+                .is_nan()
+        );
         assert_eq!(History::from_summary(2.0, 2.0, 4.0, 30.0), Some(h));
+        assert!(History::from_summary(0.0, 0.0, 4.0, 30.0).unwrap().mean_value.is_nan());
+    }
+
+    /// Twelve customers of the CDNOW sample (every 200th of `lifetimes`' summary), with the
+    /// parameters `lifetimes` 0.11.3 fitted and what it computes for them, printed by
+    /// `target/py-clv/bin/python plugins/clv-model/reference/lifetimes_cdnow.py` (its docstring
+    /// says how to install it): (id, x, t_x days, T days, repeat mean, P(alive), E[Y(39)], E(M)).
+    type Reference = (u32, u32, u32, u32, f64, f64, f64, f64);
+    const LIFETIMES_CDNOW: [Reference; 12] = [
+        (4, 2, 213, 272, 22.345, 0.7266202977882552, 1.2259944296717102, 24.65391871323576),
+        (2087, 0, 0, 264, 0.0, 1.0, 0.19954614671453377, 35.17037133045392),
+        (4005, 1, 99, 256, 24.74, 0.5333547420623989, 0.5354075856586402, 27.922558214671497),
+        (5939, 2, 203, 249, 46.35, 0.7428350720209784, 1.3399414753846646, 44.33736011792117),
+        (7967, 3, 115, 243, 13.300000000000002, 0.41997766380706547, 1.0966152564681917, 16.09241501819416),
+        (10081, 0, 0, 236, 0.0, 1.0, 0.21820196136828554, 35.17037133045392),
+        (12083, 1, 85, 190, 25.34, 0.5785343535239279, 0.7253948921163937, 28.339483723044573),
+        (13995, 0, 0, 223, 0.0, 1.0, 0.22811998803324374, 35.17037133045392),
+        (15953, 8, 201, 216, 117.4575, 0.8764095019441349, 6.084094081987855, 113.17591237692199),
+        (18035, 7, 196, 209, 12.888571428571428, 0.8765143667697579, 5.495205894294169, 14.203792907454845),
+        (20072, 0, 0, 202, 0.0, 1.0, 0.24622855591852927, 35.17037133045392),
+        (22037, 0, 0, 195, 0.0, 1.0, 0.2529314199354323, 35.17037133045392),
+    ];
+
+    #[test]
+    fn forecasts_match_lifetimes_on_the_cdnow_sample() {
+        let m = Model {
+            bgnbd: BgNbd {
+                r: 0.24259454342106734,
+                alpha: 4.413602716077379,
+                a: 0.7929218333478742,
+                b: 2.4259057287217503,
+            },
+            gamma_gamma: Some(GammaGamma { p: 6.24957227763445, q: 3.744224674758553, gamma: 15.443521018367175 }),
+            end_day: 0,
+        };
+        for (id, x, tx_days, t_days, mean, p_alive, purchases, value) in LIFETIMES_CDNOW {
+            // lifetimes writes 0 for "no repeat transactions"; the summary here says NaN.
+            let mean_value = if x > 0 { mean } else { f64::NAN };
+            let f = m.forecast(&History { x, tx_days, t_days, mean_value }, 39.0);
+            let rel = |got: f64, want: f64| (got - want).abs() / want;
+            assert!(rel(f.p_alive, p_alive) < 1e-9, "customer {id}: P(alive) {} vs {p_alive}", f.p_alive);
+            assert!(
+                rel(f.expected_purchases, purchases) < 1e-9,
+                "customer {id}: {} vs {purchases}",
+                f.expected_purchases
+            );
+            assert!(rel(f.expected_value, value) < 1e-9, "customer {id}: E(M) {} vs {value}", f.expected_value);
+        }
     }
 
     #[test]
     fn the_lifetime_value_is_purchases_times_transaction_value() {
-        // The papers' CDNOW customer: x = 2, t_x = 30.43, T = 38.86 weeks (as whole days), who
-        // spent 20.50 a transaction. Over 39 weeks BG/NBD expects ≈ 1.226 purchases (§5) and
-        // Gamma-Gamma values one at 6.25 (15.44 + 3·20.5) / (6.25·3 + 2.74) = 480.875 / 21.49.
+        // The papers' CDNOW customer: x = 2, t_x = 30.43, T = 38.86 weeks (as whole days), whose
+        // repeat transactions averaged 20.50. Over 39 weeks BG/NBD expects ≈ 1.226 purchases (§5)
+        // and Gamma-Gamma values one at 6.25 (15.44 + 2·20.5) / (6.25·2 + 2.74) = 352.75 / 15.24.
         let m = Model {
             bgnbd: BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 },
             gamma_gamma: Some(GammaGamma { p: 6.25, q: 3.74, gamma: 15.44 }),
             end_day: 19_000,
         };
-        let h = History { x: 2, tx_days: 213, t_days: 272, mean_value: 20.5, transactions: 3 };
+        let h = History { x: 2, tx_days: 213, t_days: 272, mean_value: 20.5 };
         let f = m.forecast(&h, 39.0);
-        let per_transaction = 480.875 / 21.49;
+        let per_transaction = 352.75 / 15.24;
         assert!((f.expected_value - per_transaction).abs() < 1e-9, "{f:?}");
         assert!((f.expected_purchases - 1.226).abs() < 2e-3, "{f:?}");
         assert!((f.value - f.expected_purchases * per_transaction).abs() < 1e-9, "{f:?}");
-        // ≈ 27.4 over the horizon: a customer's worth, not one transaction's (≈ 22.4).
-        assert!((f.value - 27.4).abs() < 0.1, "{f:?}");
-        // A longer horizon is worth more; no spend (or no Gamma-Gamma model) means no value.
+        // ≈ 28.4 over the horizon: a customer's worth, not one transaction's (≈ 23.1).
+        assert!((f.value - 28.4).abs() < 0.1, "{f:?}");
+        // A longer horizon is worth more; a customer whose repeat spend is unknown is valued at
+        // the population mean; no Gamma-Gamma model means no value.
         assert!(m.forecast(&h, 78.0).value > f.value);
-        assert!(m.forecast(&History { mean_value: f64::NAN, ..h }, 39.0).value.is_nan());
+        let unknown = m.forecast(&History { mean_value: f64::NAN, ..h }, 39.0);
+        assert!((unknown.expected_value - m.gamma_gamma.unwrap().population_mean()).abs() < 1e-12);
         assert!(Model { gamma_gamma: None, ..m }.forecast(&h, 39.0).value.is_nan());
         assert_eq!(m.forecast(&h, 0.0).value, 0.0);
     }

@@ -100,13 +100,14 @@ pub fn simulate(
 }
 
 /// Customers' histories from purchases (grouped by customer, in time order per customer), the
-/// way the host's features summarise them: distinct days, first and last day, total value.
+/// way the scorer summarises them: distinct days, first and last day, the repeat days' mean value.
 pub fn histories(purchases: &[Purchase], end_day: i64) -> Vec<History> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < purchases.len() {
         let c = purchases[i].customer;
         let (first, mut last, mut days, mut total) = (purchases[i].day, purchases[i].day, 0u32, 0.0);
+        let mut first_day_total = 0.0;
         let mut previous = None;
         while i < purchases.len() && purchases[i].customer == c {
             let p = purchases[i];
@@ -117,6 +118,9 @@ pub fn histories(purchases: &[Purchase], end_day: i64) -> Vec<History> {
                 previous = Some(p.day);
                 last = p.day;
                 total += p.value;
+                if p.day == first {
+                    first_day_total += p.value;
+                }
             }
             i += 1;
         }
@@ -125,8 +129,7 @@ pub fn histories(purchases: &[Purchase], end_day: i64) -> Vec<History> {
                 x: days - 1,
                 tx_days: (last - first) as u32,
                 t_days: (end_day - first) as u32,
-                mean_value: total / days as f64,
-                transactions: days,
+                mean_value: if days > 1 { (total - first_day_total) / (days - 1) as f64 } else { f64::NAN },
             });
         }
     }

@@ -5,10 +5,17 @@
 //! alive, expected purchases over the horizon, expected transaction value and their product, the
 //! lifetime value over the horizon. The math lives in
 //! the `clv-model` crate, shared with the `clv-fit` reporter.
+//!
+//! The Gamma-Gamma model is the published one: the mean value of a customer's *repeat*
+//! transactions. The host's features give the total spend but not the first purchase day's, so
+//! the scorer reads that day from the customer's timeline (`store::timeline` with `before` at the
+//! end of the first purchase day: one host call per repeat customer). The contract has no
+//! feature for it (a measure is an aggregate over a fixed window, the same for every customer).
 
 use clv_model::{BgNbd, DAY_MS, GammaGamma, History, Model, Spend, day_of, parse_date};
 use rapport_plugin::{
-    Column, Feature, FeatureBatch, InteractionKind, Measure, PluginError, ScoreBatch, ScoreDef, Scorer, ScorerSpec, log,
+    Column, Feature, FeatureBatch, InteractionKind, Measure, PluginError, ScoreBatch, ScoreDef, Scorer, ScorerSpec,
+    TextColumn, log, store,
 };
 use serde::Deserialize;
 
@@ -25,11 +32,13 @@ struct Config {
     minor_per_unit: f64,
     /// Parameters to use instead of fitted ones.
     params: Option<Params>,
+    /// Return a sentence per customer saying which quantities `value` comes from.
+    explain: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { calibration_end: None, horizon_weeks: 39.0, minor_per_unit: 100.0, params: None }
+        Config { calibration_end: None, horizon_weeks: 39.0, minor_per_unit: 100.0, params: None, explain: false }
     }
 }
 
@@ -89,17 +98,104 @@ const SPEND: &str = "spend";
 
 struct Clv;
 
+/// Timeline reads `fit` may spend on first-day spends: the scorer's host-call limit is 10 000 per
+/// call, and `fit` gets the whole organization in one call. Past this many repeat customers the
+/// Gamma-Gamma fit uses a sample of them (the same every time: by a hash of the id); 9 000
+/// customers pin three parameters down far below their sampling error. Every customer is still
+/// scored with their own repeat spend (`score` calls are per batch).
+const FIT_READS: usize = 9_000;
+
+/// A customer's spend (minor units) on their first purchase day, up to `until`: the newest
+/// interactions before the end of that day, a page at a time. NaN if the timeline does not show
+/// it (a purchase at the same millisecond as a page's oldest could be skipped by the cursor; the
+/// host caps a page at 500, so that takes a customer with 500 interactions on their first day).
+fn first_day_spend(customer: u64, first_at: f64, until: Option<i64>) -> f64 {
+    let day = day_of(first_at);
+    let mut before = (day + 1) * DAY_MS;
+    if let Some(u) = until {
+        before = before.min(u + 1);
+    }
+    let (mut sum, mut seen) = (0.0, false);
+    for _page in 0..4 {
+        let page = store::timeline(customer, Some(before), 500);
+        for i in &page {
+            if day_of(i.occurred_at as f64) < day {
+                return if seen { sum } else { f64::NAN };
+            }
+            if matches!(i.kind, InteractionKind::Purchase) {
+                seen = true;
+                sum += i.amount.as_ref().map_or(0.0, |m| m.amount_minor as f64);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => before = last.occurred_at,
+            _ => return if seen { sum } else { f64::NAN },
+        }
+    }
+    f64::NAN
+}
+
+/// A stable pseudo-random rank of an id (SplitMix64's finalizer), for the fit's sample.
+fn rank(id: u64) -> u64 {
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The histories of a batch, by position (None for a customer without purchases by the end).
+/// The first day's spend is read for the repeat customers `read` lets through; the others' repeat
+/// mean stays unknown (NaN).
 fn histories(
     batch: &FeatureBatch,
     config: &Config,
     end_day: impl Fn(f64) -> i64,
+    read: impl Fn(usize) -> bool,
 ) -> Result<Vec<Option<History>>, PluginError> {
     let (days, first, last, spend) =
         (batch.column(DAYS)?, batch.column(FIRST)?, batch.column(LAST)?, batch.column(SPEND)?);
+    let until = config.end_day()?.map(|d| (d + 1) * DAY_MS - 1);
     Ok((0..batch.len())
-        .map(|i| History::from_features(days[i], first[i], last[i], spend[i], end_day(last[i]), config.minor_per_unit))
+        .map(|i| {
+            let repeat = days[i] >= 2.0 && first[i].is_finite();
+            let first_day = if repeat && read(i) { first_day_spend(batch.ids[i], first[i], until) } else { f64::NAN };
+            History::from_features(
+                days[i],
+                first[i],
+                last[i],
+                spend[i],
+                first_day,
+                end_day(last[i]),
+                config.minor_per_unit,
+            )
+        })
         .collect())
+}
+
+/// Which quantities a customer's `value` comes from, in one sentence.
+fn explain(model: &Model, h: &History, f: &clv_model::Forecast, horizon_weeks: f64) -> String {
+    let bg = format!(
+        "{:.3} expected purchases in {horizon_weeks} weeks (BG/NBD: x = {} repeat purchase days, t_x = {:.1}, \
+         T = {:.1} weeks, P(alive) {:.2})",
+        f.expected_purchases,
+        h.x,
+        h.t_x(),
+        h.t(),
+        f.p_alive
+    );
+    let gg = match model.gamma_gamma {
+        None => return format!("value unknown: {bg}; no Gamma-Gamma model (no repeat spend to fit)"),
+        Some(gg) if h.x > 0 && h.mean_value.is_finite() => format!(
+            "{:.2} per transaction (Gamma-Gamma: {} repeat transactions averaging {:.2}, weighed against the \
+             population mean {:.2})",
+            f.expected_value,
+            h.x,
+            h.mean_value,
+            gg.population_mean()
+        ),
+        Some(_) => format!("{:.2} per transaction (Gamma-Gamma population mean: no repeat spend)", f.expected_value),
+    };
+    format!("value {:.2} = {bg} × {gg}", f.value)
 }
 
 impl Scorer for Clv {
@@ -124,9 +220,20 @@ impl Scorer for Clv {
                 purchases(SPEND, Measure::SumAmount),
             ],
             scores: vec![
-                score("p_alive", "probability the customer is still active (BG/NBD)"),
-                score("expected_purchases", "expected purchase days over the horizon (BG/NBD, default 39 weeks)"),
-                score("expected_value", "expected value of a future transaction, in currency units (Gamma-Gamma)"),
+                score(
+                    "p_alive",
+                    "probability the customer is still active (BG/NBD, from frequency, recency_weeks and age_weeks)",
+                ),
+                score(
+                    "expected_purchases",
+                    "expected purchase days over the horizon (BG/NBD, default 39 weeks, from frequency, \
+                     recency_weeks and age_weeks)",
+                ),
+                score(
+                    "expected_value",
+                    "expected value of a future transaction, in currency units (Gamma-Gamma, from frequency and \
+                     mean_value; the population mean without repeat transactions)",
+                ),
                 score(
                     "value",
                     "lifetime value over the horizon, in currency units: expected_purchases × expected_value",
@@ -134,7 +241,11 @@ impl Scorer for Clv {
                 score("frequency", "repeat transactions: purchase days after the first"),
                 score("recency_weeks", "weeks from the first purchase to the last"),
                 score("age_weeks", "weeks from the first purchase to the calibration end"),
-                score("mean_value", "mean value of the customer's transactions, in currency units"),
+                score(
+                    "mean_value",
+                    "mean value of the customer's repeat transactions (the first purchase day left out), in \
+                     currency units; none without repeat transactions",
+                ),
             ],
             labels: Vec::new(),
             needs_fit: config.needs_fit(),
@@ -150,7 +261,23 @@ impl Scorer for Clv {
             None if newest.is_finite() => day_of(newest),
             None => day_of(population.now as f64),
         };
-        let hs: Vec<History> = histories(&population, &config, |_| end_day)?.into_iter().flatten().collect();
+        // The repeat customers whose first day is read: all of them, or a stable sample of
+        // FIT_READS (see there).
+        let days = population.column(DAYS)?;
+        let mut repeat: Vec<(u64, usize)> =
+            (0..population.len()).filter(|&i| days[i] >= 2.0).map(|i| (rank(population.ids[i]), i)).collect();
+        let sampled = repeat.len() > FIT_READS;
+        if sampled {
+            repeat.select_nth_unstable(FIT_READS);
+            repeat.truncate(FIT_READS);
+            log!(Info, "Gamma-Gamma fit on a sample of {FIT_READS} repeat customers (of more)");
+        }
+        let mut chosen = vec![!sampled; population.len()];
+        for (_, i) in repeat {
+            chosen[i] = true;
+        }
+        let hs: Vec<History> =
+            histories(&population, &config, |_| end_day, |i| chosen[i])?.into_iter().flatten().collect();
         let (bgnbd, gamma_gamma) = match config.params {
             // BG/NBD given: only the Gamma-Gamma model is fitted (or none, if given too).
             Some(p) => (p.bgnbd(), p.gamma_gamma().or_else(|| Spend::new(&hs).fit().map(|f| f.params))),
@@ -160,9 +287,13 @@ impl Scorer for Clv {
                 })?;
                 log!(
                     Info,
-                    "fitted on {} customers ({} distinct histories): {:?} ll {:.3} in {} evaluations; {:?}",
+                    "fitted on {} customers ({} distinct histories; {} repeat, of whom {} with repeat transactions \
+                     worth 0 and {} not read): {:?} ll {:.3} in {} evaluations; {:?}",
                     fitted.bgnbd.customers,
                     fitted.distinct_histories,
+                    fitted.repeat_customers,
+                    fitted.repeat_without_spend,
+                    fitted.repeat_unknown,
                     fitted.bgnbd.params,
                     fitted.bgnbd.log_likelihood,
                     fitted.bgnbd.evaluations,
@@ -195,17 +326,21 @@ impl Scorer for Clv {
         };
         // A customer who bought after the fit's calibration end (rescored incrementally before
         // the next rescore job refits) is scored as of their newest purchase.
-        let hs =
-            histories(
-                &batch,
-                &config,
-                |last| if last.is_finite() { model.end_day.max(day_of(last)) } else { model.end_day },
-            )?;
+        let hs = histories(
+            &batch,
+            &config,
+            |last| if last.is_finite() { model.end_day.max(day_of(last)) } else { model.end_day },
+            |_| true,
+        )?;
         let n = hs.len();
         let mut out: [Vec<f64>; 8] = std::array::from_fn(|_| vec![f64::NAN; n]);
+        let mut why = if config.explain { vec![String::new(); n] } else { Vec::new() };
         for (i, h) in hs.iter().enumerate() {
             let Some(h) = h else { continue };
             let f = model.forecast(h, config.horizon_weeks);
+            if config.explain {
+                why[i] = explain(&model, h, &f, config.horizon_weeks);
+            }
             for (column, v) in out.iter_mut().zip([
                 f.p_alive,
                 f.expected_purchases,
@@ -232,7 +367,11 @@ impl Scorer for Clv {
         Ok(ScoreBatch {
             scores: names.iter().zip(out).map(|(name, values)| Column { name: (*name).into(), values }).collect(),
             labels: Vec::new(),
-            explanations: Vec::new(),
+            explanations: if config.explain {
+                vec![TextColumn { name: "value".into(), values: why }]
+            } else {
+                Vec::new()
+            },
         })
     }
 }

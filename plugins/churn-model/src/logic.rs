@@ -10,7 +10,10 @@ pub const DAY_MS: f64 = 86_400_000.0;
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The weights used when the model is not fitted: `fit.enabled` off, or too few labelled
+    /// customers (see [`FitConfig`]).
     pub weights: Weights,
+    pub fit: FitConfig,
     /// A customer is `medium` from this probability and `high` from `high_from`.
     pub medium_from: f64,
     pub high_from: f64,
@@ -19,6 +22,8 @@ pub struct Config {
     pub recency_cap_days: f64,
     /// "Recent tickets" are those opened within this many days before the scoring time.
     pub ticket_window_days: f64,
+    /// Purchase days within this many days before the scoring time are the `purchases` factor.
+    pub purchase_window_days: f64,
     /// The sentiment is the mean over this many of the newest interactions with text.
     pub sentiment_interactions: usize,
     /// How many of the newest interactions are read per customer (the host caps it at 500).
@@ -42,6 +47,9 @@ pub struct Weights {
     pub recent_tickets: f64,
     /// Times the negated sentiment (−1 very positive … +1 very negative).
     pub negative_sentiment: f64,
+    /// Per purchase day within `purchase_window_days`. 0 by default: the hand-set model predates
+    /// the factor; a fitted model weighs it (usually below 0: frequent buyers stay).
+    pub purchases: f64,
 }
 
 impl Default for Weights {
@@ -53,6 +61,7 @@ impl Default for Weights {
             overdue_tickets: 0.8,
             recent_tickets: 0.3,
             negative_sentiment: 1.5,
+            purchases: 0.0,
         }
     }
 }
@@ -132,14 +141,43 @@ impl Default for Lexicon {
     }
 }
 
+/// How the weights are fitted to the organization's own history: each customer's factors as of
+/// `cutoff`, labelled "churned" when they made no purchase in the `horizon_days` after it, and
+/// an L2-regularized logistic regression over those (see [`crate::fit`]).
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitConfig {
+    /// Fit the weights (true) or use `weights` as given (false).
+    pub enabled: bool,
+    /// `YYYY-MM-DD` (UTC, the start of the day); default `horizon_days` before the scoring time,
+    /// the latest cutoff whose horizon has fully passed.
+    pub cutoff: Option<String>,
+    pub horizon_days: f64,
+    /// λ of the penalty λ/2 · Σ β² on the standardized factors' coefficients (not the intercept).
+    pub l2: f64,
+    /// Below this many labelled customers (or 20 of either class) the documented `weights` are
+    /// used: a regression on a handful of customers is noise.
+    pub min_labelled: usize,
+    /// The share of labelled customers held out (by a hash of the id) to measure the fit.
+    pub holdout: f64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig { enabled: true, cutoff: None, horizon_days: 90.0, l2: 1.0, min_labelled: 500, holdout: 0.2 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             weights: Weights::default(),
+            fit: FitConfig::default(),
             medium_from: 0.3,
             high_from: 0.6,
             recency_cap_days: 365.0,
             ticket_window_days: 90.0,
+            purchase_window_days: 365.0,
             sentiment_interactions: 5,
             timeline_limit: 50,
             lexicon: Lexicon::default(),
@@ -160,7 +198,27 @@ impl Config {
                 "config.medium_from",
             ));
         }
+        if let Some(c) = &self.fit.cutoff
+            && plugin_kit::parse_time_text(c).is_err()
+        {
+            return Err((format!("fit.cutoff `{c}` is not a YYYY-MM-DD date"), "config.fit.cutoff"));
+        }
+        if !(self.fit.l2 > 0.0 && self.fit.horizon_days > 0.0 && (0.0..1.0).contains(&self.fit.holdout)) {
+            return Err(("fit needs l2 > 0, horizon_days > 0 and 0 ≤ holdout < 1".into(), "config.fit"));
+        }
         Ok(())
+    }
+
+    /// The cutoff instant (ms) for a scoring time `now`.
+    pub fn cutoff(&self, now: i64) -> i64 {
+        match self.fit.cutoff.as_deref().map(plugin_kit::parse_time_text) {
+            Some(Ok(ms)) => ms,
+            _ => now - self.horizon_ms(),
+        }
+    }
+
+    pub fn horizon_ms(&self) -> i64 {
+        (self.fit.horizon_days * DAY_MS) as i64
     }
 }
 
@@ -219,6 +277,9 @@ pub struct TicketSeen {
     /// Open or pending: not closed.
     pub open: bool,
     pub due_at: Option<i64>,
+    /// When it was closed: a ticket closed after the time the factors are for was open then
+    /// (the fit reads factors as of a past cutoff).
+    pub closed_at: Option<i64>,
 }
 
 /// One interaction from the timeline, reduced to what the factors read.
@@ -231,6 +292,8 @@ pub struct Seen {
     /// Subject and body, joined; empty when the interaction has neither.
     pub text: String,
     pub ticket: Option<TicketSeen>,
+    /// A purchase (for the `purchases` factor and the fit's label).
+    pub purchase: bool,
 }
 
 /// A customer's factors, before weighing.
@@ -245,6 +308,8 @@ pub struct Factors {
     pub sentiment: f64,
     /// How many texts the sentiment is the mean of.
     pub texts: usize,
+    /// Distinct purchase days within `purchase_window_days`, among the newest interactions read.
+    pub purchases: f64,
 }
 
 /// The factors from the host's features (last purchase and last interaction times, NaN when none)
@@ -261,7 +326,7 @@ pub fn factors(config: &Config, now: i64, last_purchase: f64, last_interaction: 
     let tickets = seen.iter().filter_map(|s| s.ticket.as_ref());
     let (mut open, mut overdue, mut recent) = (0.0, 0.0, 0.0);
     for t in tickets {
-        if t.open {
+        if t.open || t.closed_at.is_some_and(|c| c > now) {
             open += 1.0;
             if t.due_at.is_some_and(|d| d < now) {
                 overdue += 1.0;
@@ -278,6 +343,13 @@ pub fn factors(config: &Config, now: i64, last_purchase: f64, last_interaction: 
         .map(|s| sentiment(&config.lexicon, &s.text))
         .collect();
     let mean = if texts.is_empty() { f64::NAN } else { texts.iter().sum::<f64>() / texts.len() as f64 };
+    let window = now as f64 - config.purchase_window_days * DAY_MS;
+    let mut days: Vec<i64> = seen
+        .iter()
+        .filter(|s| s.purchase && s.occurred_at as f64 > window)
+        .map(|s| s.occurred_at.div_euclid(DAY_MS as i64))
+        .collect();
+    days.dedup();
     Factors {
         recency_days,
         open_tickets: open,
@@ -285,6 +357,53 @@ pub fn factors(config: &Config, now: i64, last_purchase: f64, last_interaction: 
         recent_tickets: recent,
         sentiment: mean,
         texts: texts.len(),
+        purchases: days.len() as f64,
+    }
+}
+
+/// The factors as the model weighs them, in the order of [`FACTORS`] (and of the weights after
+/// the intercept): recency in 30-day units, capped; the ticket counts; the negated sentiment
+/// (0 without text); purchase days.
+pub fn row(config: &Config, f: &Factors) -> [f64; FACTORS] {
+    [
+        f.recency_days.min(config.recency_cap_days) / 30.0,
+        f.open_tickets,
+        f.overdue_tickets,
+        f.recent_tickets,
+        if f.sentiment.is_nan() { 0.0 } else { -f.sentiment },
+        f.purchases,
+    ]
+}
+
+/// The factors' names, as in the weights and the `contribution_<factor>` scores.
+pub const FACTORS: usize = 6;
+pub const FACTOR_NAMES: [&str; FACTORS] =
+    ["recency", "open_tickets", "overdue_tickets", "recent_tickets", "sentiment", "purchases"];
+
+impl Weights {
+    /// Intercept first, then one weight per factor of [`row`].
+    pub fn to_array(&self) -> [f64; FACTORS + 1] {
+        [
+            self.intercept,
+            self.recency_per_30_days,
+            self.open_tickets,
+            self.overdue_tickets,
+            self.recent_tickets,
+            self.negative_sentiment,
+            self.purchases,
+        ]
+    }
+
+    pub fn from_array(w: [f64; FACTORS + 1]) -> Weights {
+        Weights {
+            intercept: w[0],
+            recency_per_30_days: w[1],
+            open_tickets: w[2],
+            overdue_tickets: w[3],
+            recent_tickets: w[4],
+            negative_sentiment: w[5],
+            purchases: w[6],
+        }
     }
 }
 
@@ -292,8 +411,8 @@ pub fn factors(config: &Config, now: i64, last_purchase: f64, last_interaction: 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Risk {
     pub probability: f64,
-    /// Recency, open tickets, overdue tickets, recent tickets, sentiment: the log-odds each adds.
-    pub contributions: [f64; 5],
+    /// The log-odds each factor of [`FACTOR_NAMES`] adds.
+    pub contributions: [f64; FACTORS],
     /// An index into `LABELS`.
     pub label: usize,
 }
@@ -306,15 +425,10 @@ pub fn risk(config: &Config, f: &Factors) -> Option<Risk> {
     if f.recency_days.is_nan() {
         return None;
     }
-    let w = &config.weights;
-    let contributions = [
-        w.recency_per_30_days * f.recency_days.min(config.recency_cap_days) / 30.0,
-        w.open_tickets * f.open_tickets,
-        w.overdue_tickets * f.overdue_tickets,
-        w.recent_tickets * f.recent_tickets,
-        if f.sentiment.is_nan() { 0.0 } else { w.negative_sentiment * -f.sentiment },
-    ];
-    let z = w.intercept + contributions.iter().sum::<f64>();
+    let w = config.weights.to_array();
+    let x = row(config, f);
+    let contributions: [f64; FACTORS] = std::array::from_fn(|k| w[k + 1] * x[k]);
+    let z = w[0] + contributions.iter().sum::<f64>();
     let probability = 1.0 / (1.0 + (-z).exp());
     let label = if probability >= config.high_from {
         2
@@ -326,8 +440,9 @@ pub fn risk(config: &Config, f: &Factors) -> Option<Risk> {
     Some(Risk { probability, contributions, label })
 }
 
-/// One sentence: the probability and label, then each factor with its contribution, largest first.
-pub fn explain(config: &Config, f: &Factors, r: &Risk) -> String {
+/// One sentence: the probability and label, then each factor with its contribution, largest first,
+/// the intercept, and where the weights come from (`source`: "default weights", or the fit).
+pub fn explain(config: &Config, f: &Factors, r: &Risk, source: &str) -> String {
     let plural = |n: f64, one: &str, many: &str| if n == 1.0 { one.to_owned() } else { many.to_owned() };
     let describe = [
         format!("{} {} since the last activity", f.recency_days, plural(f.recency_days, "day", "days")),
@@ -349,12 +464,18 @@ pub fn explain(config: &Config, f: &Factors, r: &Risk) -> String {
                 plural(f.texts as f64, "text", "texts")
             )
         },
+        format!(
+            "{} purchase {} in {} days",
+            f.purchases,
+            plural(f.purchases, "day", "days"),
+            config.purchase_window_days
+        ),
     ];
-    let mut order: Vec<usize> = (0..5).collect();
+    let mut order: Vec<usize> = (0..FACTORS).collect();
     order.sort_by(|&a, &b| r.contributions[b].abs().total_cmp(&r.contributions[a].abs()));
     let parts: Vec<String> = order.iter().map(|&k| format!("{} {:+.2}", describe[k], r.contributions[k])).collect();
     format!(
-        "churn risk {:.2} ({}): {}; base {:+.2}",
+        "churn risk {:.2} ({}): {}; base {:+.2} ({source})",
         r.probability,
         LABELS[r.label],
         parts.join(", "),
@@ -367,7 +488,7 @@ mod tests {
     use super::*;
 
     fn seen(at: i64, text: &str, ticket: Option<TicketSeen>) -> Seen {
-        Seen { occurred_at: at, source: "api".into(), text: text.into(), ticket }
+        Seen { occurred_at: at, source: "api".into(), text: text.into(), ticket, purchase: false }
     }
 
     #[test]
@@ -414,7 +535,8 @@ mod tests {
         let config = Config::default();
         let day = DAY_MS as i64;
         let now = 1_000 * day;
-        let overdue = Some(TicketSeen { occurred_at: now - 5 * day, open: true, due_at: Some(now - day) });
+        let overdue =
+            Some(TicketSeen { occurred_at: now - 5 * day, open: true, due_at: Some(now - day), closed_at: None });
         let mut task = seen(now - day, "Overdue ticket #1: refund. Contact the customer", overdue.clone());
         task.source = "plugin:service-standard".into();
         let ticket = seen(now - 5 * day, "Happy", overdue);
@@ -430,8 +552,9 @@ mod tests {
         let config = Config { sentiment_interactions: 2, ..Config::default() };
         let now = 1_000 * DAY_MS as i64;
         let day = DAY_MS as i64;
-        let open = |at: i64, due: i64| Some(TicketSeen { occurred_at: at, open: true, due_at: Some(due) });
-        let closed = |at: i64| Some(TicketSeen { occurred_at: at, open: false, due_at: None });
+        let open =
+            |at: i64, due: i64| Some(TicketSeen { occurred_at: at, open: true, due_at: Some(due), closed_at: None });
+        let closed = |at: i64| Some(TicketSeen { occurred_at: at, open: false, due_at: None, closed_at: Some(at) });
         let timeline = [
             seen(now + day, "refund", None), // after `now`: not seen
             seen(now - day, "Happy", open(now - day, now + day)),
@@ -449,6 +572,29 @@ mod tests {
         let none = factors(&config, now, f64::NAN, f64::NAN, &[]);
         assert!(none.recency_days.is_nan() && none.sentiment.is_nan());
         assert_eq!(risk(&config, &none), None);
+
+        // Purchase days within the window (two purchases on one day count once), and a ticket
+        // closed after `now` counts as open then: the fit reads factors as of a past cutoff.
+        let buy = |at: i64| Seen { purchase: true, ..seen(at, "", None) };
+        let later = Some(TicketSeen {
+            occurred_at: now - 3 * day,
+            open: false,
+            due_at: Some(now - 2 * day),
+            closed_at: Some(now + day),
+        });
+        let timeline = [
+            buy(now - day + 1_000),
+            buy(now - day),
+            seen(now - 3 * day, "", later),
+            buy(now - 30 * day),
+            buy(now - 400 * day),
+        ];
+        let f = factors(&config, now, (now - day) as f64, (now - day) as f64, &timeline);
+        assert_eq!(f.purchases, 2.0);
+        assert_eq!((f.open_tickets, f.overdue_tickets, f.recent_tickets), (1.0, 1.0, 1.0));
+        // Scored after it closed, the same ticket is closed.
+        let f = factors(&config, now + 2 * day, (now - day) as f64, (now - day) as f64, &timeline);
+        assert_eq!(f.open_tickets, 0.0);
     }
 
     #[test]
@@ -461,10 +607,11 @@ mod tests {
             recent_tickets: 2.0,
             sentiment: -0.5,
             texts: 2,
+            purchases: 3.0,
         };
         let r = risk(&config, &f).unwrap();
-        // Recency is capped at 365 days: 0.5 × 365 / 30.
-        assert_eq!(r.contributions, [0.5 * 365.0 / 30.0, 0.4, 0.8, 0.6, 0.75]);
+        // Recency is capped at 365 days: 0.5 × 365 / 30; purchases weigh 0 by default.
+        assert_eq!(r.contributions, [0.5 * 365.0 / 30.0, 0.4, 0.8, 0.6, 0.75, 0.0]);
         let z = -3.0 + r.contributions.iter().sum::<f64>();
         assert_eq!(r.probability, 1.0 / (1.0 + (-z).exp()));
         assert_eq!(LABELS[r.label], "high");
@@ -476,17 +623,18 @@ mod tests {
             recent_tickets: 0.0,
             sentiment: 1.0,
             texts: 1,
+            purchases: 0.0,
         };
         let r2 = risk(&config, &happy).unwrap();
         assert!(r2.probability < 0.05, "{}", r2.probability);
         assert_eq!(LABELS[r2.label], "low");
-        let why = explain(&config, &f, &r);
+        let why = explain(&config, &f, &r, "default weights");
         assert!(
             why.starts_with(&format!("churn risk {:.2} (high): 600 days since the last activity +6.08", r.probability)),
             "{why}"
         );
         assert!(why.contains("sentiment -0.50 over the last 2 texts +0.75"), "{why}");
-        assert!(why.ends_with("base -3.00"), "{why}");
+        assert!(why.ends_with("base -3.00 (default weights)"), "{why}");
     }
 
     #[test]
@@ -500,6 +648,7 @@ mod tests {
                 recent_tickets: 0.0,
                 sentiment: f64::NAN,
                 texts: 0,
+                purchases: 0.0,
             };
             LABELS[risk(&config, &f).unwrap().label]
         };
