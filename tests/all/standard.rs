@@ -127,7 +127,7 @@ fn clv_fits_a_hundred_thousand_customers_within_the_scorer_limits() {
             .collect(),
     };
     let fitted = session.fit(population).unwrap_or_else(|e| panic!("fit failed: {e}"));
-    let limit = rapport::plugins::Limits::for_world(World::Scorer);
+    let limit = Limits::for_world(World::Scorer);
     eprintln!(
         "clv fit on {n} customers: {:.2} s (limit {:?}), peak memory {} MiB; {:?}",
         fitted.trace.duration_us as f64 / 1e6,
