@@ -1,6 +1,6 @@
 //! Store benchmarks: `cargo bench -p rapport --bench store` (figures go to BENCHMARKS.md).
 //!
-//! 1. Import throughput of interactions (NDJSON through `OrgStore::import`: parse, validate,
+//! 1. Import throughput of interactions (NDJSON through `Pipeline::import`: parse, validate,
 //!    resolve the customer, idempotency check, insert, audit) against the raw limit: the same
 //!    rows, already parsed, inserted with one prepared statement in one transaction, no checks,
 //!    into the same schema. Measured side by side on the same generated data.
