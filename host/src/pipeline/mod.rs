@@ -18,6 +18,8 @@
 //! Each kind of write says how it becomes a change, commits and is audited in one place:
 //! `writes.rs`.
 
+#![warn(clippy::missing_errors_doc)]
+
 mod actions;
 mod import;
 mod registry;
@@ -239,6 +241,10 @@ impl Pipeline {
     }
 
     /// Write an organization's buffered trace rows now.
+    ///
+    /// # Errors
+    /// The organization does not exist, or a database failure (`Store`); the rows taken from the
+    /// buffer are then lost.
     pub fn flush_traces(&self, org: &str) -> Result<()> {
         let org = self.org(org)?;
         let rows = self.take_traces(&org);
@@ -249,6 +255,10 @@ impl Pipeline {
     }
 
     /// A plugin's execution trace, newest first (buffered rows included).
+    ///
+    /// # Errors
+    /// The organization does not exist, or a database failure (`Store`), writing the buffered rows
+    /// included.
     pub fn traces(&self, org: &str, plugin: &str, before: Option<i64>, limit: u32) -> Result<Vec<TraceRecord>> {
         self.flush_traces(org)?;
         Ok(self.org(org)?.traces(plugin, before, limit)?)
@@ -323,6 +333,8 @@ impl Pipeline {
         self.shared.runtime.load(name, &bytes).map_err(|e| PipelineError::Plugin(format!("plugin `{name}` {e}")))
     }
 
+    /// # Errors
+    /// `Store(NoSuchOrg)` when the organization does not exist; a database failure (`Store`).
     pub fn org(&self, slug: &str) -> Result<OrgStore> {
         Ok(self.shared.store.org(slug)?)
     }

@@ -75,6 +75,12 @@ impl Pipeline {
     /// waits as a candidate for a dry-run, shadow mode, or a later switch (`rollback` to it).
     /// `config`, when given, replaces the configuration in the same step (a new version's schema
     /// may need a new one).
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed name; `Plugin` when the runtime refuses the component; `Config`
+    /// when the configuration (given, or the one kept) does not fit the component's schema;
+    /// `Store(Invalid)` when `name` is a plugin of another world; the organization does not exist,
+    /// or a database failure (`Store`).
     #[allow(clippy::too_many_arguments)]
     pub fn install(
         &self,
@@ -121,14 +127,22 @@ impl Pipeline {
         Ok(row)
     }
 
+    /// # Errors
+    /// The organization does not exist, or a database failure (`Store`).
     pub fn plugins(&self, org: &str) -> Result<Vec<PluginRow>> {
         Ok(self.org(org)?.plugins()?)
     }
 
+    /// # Errors
+    /// `NotFound` when the plugin is not installed; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn plugin(&self, org: &str, name: &str) -> Result<PluginRow> {
         self.org(org)?.plugin(name)?.ok_or_else(|| PipelineError::NotFound(no_plugin(name).to_string()))
     }
 
+    /// # Errors
+    /// `NotFound` when the plugin is not installed; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn versions(&self, org: &str, name: &str) -> Result<Vec<Installed>> {
         let store = self.org(org)?;
         let row = store.plugin(name)?.ok_or_else(|| PipelineError::NotFound(no_plugin(name).to_string()))?;
@@ -143,6 +157,10 @@ impl Pipeline {
             .collect())
     }
 
+    /// # Errors
+    /// `NotFound` when the plugin (or its active version) is not installed; `Config` when its
+    /// configuration does not fit the active version's schema; the organization does not exist, or
+    /// a database failure (`Store`).
     pub fn enable(&self, org: &str, actor: &Actor, name: &str) -> Result<PluginRow> {
         self.change_plugin(org, actor, name, "plugin.enable", |store, row| {
             validate_config(schema_of(store, name, row.active_version)?.as_deref(), &row.config)?;
@@ -152,6 +170,9 @@ impl Pipeline {
         })
     }
 
+    /// # Errors
+    /// `NotFound` when the plugin is not installed; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn disable(&self, org: &str, actor: &Actor, name: &str) -> Result<PluginRow> {
         self.change_plugin(org, actor, name, "plugin.disable", |_, row| {
             row.enabled = false;
@@ -161,6 +182,11 @@ impl Pipeline {
 
     /// Replace the configuration; refused, with the path of the bad field, if the active version's
     /// schema does not accept it.
+    ///
+    /// # Errors
+    /// `NotFound` when the plugin (or its active version) is not installed; `Config` when the
+    /// active version's schema refuses `config`; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn configure(&self, org: &str, actor: &Actor, name: &str, config: Value) -> Result<PluginRow> {
         self.change_plugin(org, actor, name, "plugin.config", |store, row| {
             validate_config(schema_of(store, name, row.active_version)?.as_deref(), &config)?;
@@ -171,6 +197,10 @@ impl Pipeline {
 
     /// Move a plugin to `position` among the organization's plugins of its world (1 is first);
     /// the others keep their relative order.
+    ///
+    /// # Errors
+    /// `NotFound` when the plugin is not installed; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn reorder(&self, org: &str, actor: &Actor, name: &str, position: usize) -> Result<Vec<PluginRow>> {
         let store = self.org(org)?;
         let row = store.plugin(name)?.ok_or_else(|| PipelineError::NotFound(no_plugin(name).to_string()))?;
@@ -191,6 +221,9 @@ impl Pipeline {
         Ok(same)
     }
 
+    /// # Errors
+    /// `NotFound` when the plugin is not installed; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn set_failure_mode(&self, org: &str, actor: &Actor, name: &str, mode: FailureMode) -> Result<PluginRow> {
         self.change_plugin(org, actor, name, "plugin.failure_mode", |_, row| {
             row.failure_mode = mode;
@@ -199,6 +232,11 @@ impl Pipeline {
     }
 
     /// Make an earlier version active again: `version`, or the one before the active one.
+    ///
+    /// # Errors
+    /// `NotFound` when the plugin or `version` is not installed; `Invalid` without `version` when
+    /// there is no earlier version; `Config` when that version's schema refuses the configuration;
+    /// the organization does not exist, or a database failure (`Store`).
     pub fn rollback(&self, org: &str, actor: &Actor, name: &str, version: Option<u32>) -> Result<PluginRow> {
         self.change_plugin(org, actor, name, "plugin.rollback", |store, row| {
             let target = match version {
@@ -229,6 +267,11 @@ impl Pipeline {
 
     /// Run `version` beside the active one on live writes (its decisions are only compared and
     /// counted), or stop shadowing with `None`.
+    ///
+    /// # Errors
+    /// `NotFound` when the plugin or `version` is not installed; `Invalid` for a plugin that is not
+    /// a policy; `Config` when that version's schema refuses the configuration; the organization
+    /// does not exist, or a database failure (`Store`).
     pub fn set_shadow(&self, org: &str, actor: &Actor, name: &str, version: Option<u32>) -> Result<PluginRow> {
         self.change_plugin(org, actor, name, "plugin.shadow", |store, row| {
             if let Some(v) = version {

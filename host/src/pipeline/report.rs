@@ -35,6 +35,12 @@ impl std::str::FromStr for Format {
 
 impl Pipeline {
     /// Run an enabled reporter with `params`.
+    ///
+    /// # Errors
+    /// `NotFound` when no enabled reporter has that name; `Plugin` when the call fails (trap,
+    /// limit, refused input) or returns rows or a chart that do not fit its columns; `NotFound` or
+    /// `Plugin` when one of the organization's enabled plugins cannot be loaded; the organization
+    /// does not exist, or a database failure (`Store`).
     pub fn run_report(&self, org: &str, name: &str, params: &Value) -> Result<Report> {
         let store = self.org(org)?;
         let plugins = self.plugins_of(&store)?;

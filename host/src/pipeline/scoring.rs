@@ -18,8 +18,14 @@ use crate::store::{Job, OrgStore, TraceRecord, now_ms};
 /// A scorer as a rescore drives it: the wasm plugin in production, a native implementation to
 /// measure the plugin against.
 pub trait Scorer {
+    /// # Errors
+    /// Why the scorer failed, as a message: a rescore job ends `failed` with it.
     fn describe(&mut self) -> std::result::Result<ScorerSpec, String>;
+    /// # Errors
+    /// Why the fit failed, as a message: a rescore job ends `failed` with it.
     fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String>;
+    /// # Errors
+    /// Why the scoring failed, as a message: a rescore job ends `failed` with it.
     fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String>;
 }
 
@@ -153,6 +159,9 @@ impl Pipeline {
     }
 
     /// Start a job that rescores the whole organization; run it with [`Pipeline::run_job`].
+    ///
+    /// # Errors
+    /// The organization does not exist, or a database failure (`Store`).
     pub fn create_rescore_job(&self, org: &str, actor: &Actor) -> Result<Job> {
         let org = self.org(org)?;
         let total = org.count_scorable()?;
@@ -161,6 +170,10 @@ impl Pipeline {
     }
 
     /// Create a rescore job and run it on a background thread.
+    ///
+    /// # Errors
+    /// As [`Pipeline::create_rescore_job`]; `Invalid` when the thread cannot be started (the job is
+    /// created by then, and stays `running` until a restart resumes it).
     pub fn spawn_rescore(&self, org: &str, actor: &Actor) -> Result<Job> {
         let job = self.create_rescore_job(org, actor)?;
         let (this, slug, id) = (self.clone(), org.to_owned(), job.id);
@@ -207,6 +220,10 @@ impl Pipeline {
     }
 
     /// Finish every job a previous process left running (call at start-up).
+    ///
+    /// # Errors
+    /// A database failure listing the jobs (`Store`), or the error of the first job that
+    /// [`Pipeline::run_job`] cannot run; the jobs after it are not resumed.
     pub fn resume_jobs(&self) -> Result<Vec<Job>> {
         let mut finished = Vec::new();
         for (slug, job) in self.shared.store.unfinished_jobs()? {
@@ -218,6 +235,11 @@ impl Pipeline {
 
     /// Run (or resume) a rescore job with the organization's enabled scorers. `max_batches`
     /// stops it early, still `running`, as a crash would (tests use it to check resumption).
+    ///
+    /// # Errors
+    /// `NotFound` when the organization has no such job; `NotFound` or `Plugin` when one of its
+    /// enabled plugins cannot be loaded; the organization does not exist, or a database failure
+    /// (`Store`). A scorer's failure is not an error: the job ends `failed` with it.
     pub fn run_job(&self, org: &str, id: i64, max_batches: Option<usize>) -> Result<Job> {
         let store = self.org(org)?;
         let plugins = self.plugins_of(&store)?;
@@ -244,6 +266,11 @@ impl Pipeline {
     }
 
     /// The rescore loop over any scorers (the benchmark drives native ones through it too).
+    ///
+    /// # Errors
+    /// `NotFound` when the organization has no such job; a database failure (`Store`) reading the
+    /// job or recording its end. A scorer's failure, or a database failure inside the loop, is not
+    /// an error: the job ends `failed` with it.
     pub fn rescore_with(
         &self,
         store: &OrgStore,

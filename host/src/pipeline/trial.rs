@@ -56,6 +56,12 @@ const SHOWN: usize = 50;
 impl Pipeline {
     /// Replay the last `sample` changes (policy) or score the first `sample` customers (scorer)
     /// with `candidate` and with the active version, and compare.
+    ///
+    /// # Errors
+    /// `NotFound` when the plugin, its active version or `candidate` is not installed; `Plugin`
+    /// when a version cannot be loaded, or a scorer's call fails (a policy's failure is compared,
+    /// not returned); `Invalid` for a reporter; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn dry_run(&self, org: &str, name: &str, candidate: u32, sample: u32) -> Result<DryRun> {
         let store = self.org(org)?;
         let row =
@@ -116,6 +122,9 @@ impl Pipeline {
         Ok(run)
     }
 
+    /// # Errors
+    /// `NotFound` when the plugin is not installed; the organization does not exist, or a database
+    /// failure (`Store`).
     pub fn shadow_report(&self, org: &str, name: &str) -> Result<ShadowReport> {
         let store = self.org(org)?;
         let row =

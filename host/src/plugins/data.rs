@@ -17,20 +17,37 @@ pub struct DataError(pub String);
 /// Methods must be bounded in time: epoch interruption cannot stop a plugin that is waiting in a
 /// host call.
 pub trait DataSource: Send + Sync {
+    /// # Errors
+    /// A failure of the source itself ([`DataError`]): the plugin's call fails with a host error.
     fn customer(&self, id: Id) -> Result<Option<Customer>, DataError>;
+    /// # Errors
+    /// A failure of the source itself ([`DataError`]): the plugin's call fails with a host error.
     fn find_customer(&self, source: &str, external_id: &str) -> Result<Option<Customer>, DataError>;
     /// Newest first; `limit` is already capped by the runtime.
+    ///
+    /// # Errors
+    /// A failure of the source itself ([`DataError`]): the plugin's call fails with a host error.
     fn timeline(&self, customer: Id, before: Option<Timestamp>, limit: u32) -> Result<Vec<Interaction>, DataError>;
     /// `Ok(Err(message))` for an invalid filter: the plugin gets the message, not a trap.
+    ///
+    /// # Errors
+    /// A failure of the source itself ([`DataError`]): the plugin's call fails with a host error.
     fn query_customers(
         &self,
         filter: &str,
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Result<CustomerPage, String>, DataError>;
+    /// # Errors
+    /// A failure of the source itself ([`DataError`]): the plugin's call fails with a host error.
     fn distributor(&self, id: Id) -> Result<Option<Distributor>, DataError>;
+    /// # Errors
+    /// A failure of the source itself ([`DataError`]): the plugin's call fails with a host error.
     fn downline(&self, distributor: Id, max_depth: u32) -> Result<Vec<DownlineMember>, DataError>;
     /// `Ok(Err(message))` for an invalid query: the plugin gets the message, not a trap.
+    ///
+    /// # Errors
+    /// A failure of the source itself ([`DataError`]): the plugin's call fails with a host error.
     fn aggregate(&self, query: &AggregateQuery) -> Result<Result<AggregateResult, String>, DataError>;
 }
 

@@ -37,6 +37,10 @@ impl Limits {
     /// The world's defaults with the keys of `overrides` (a JSON object, e.g. `rapport plugin run
     /// --limits`) laid over them: a key left out keeps the plugin's own world's default, not
     /// another world's. An unknown key is an error naming the keys there are.
+    ///
+    /// # Errors
+    /// serde's message when `overrides` is not an object, names an unknown key, or gives a value of
+    /// the wrong type.
     pub fn overriding(world: World, overrides: &serde_json::Value) -> Result<Limits, serde_json::Error> {
         let mut merged = serde_json::to_value(Limits::for_world(world))?;
         if let (Some(base), Some(given)) = (merged.as_object_mut(), overrides.as_object()) {

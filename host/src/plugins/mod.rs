@@ -5,6 +5,8 @@
 //! installs the same bytes) and the instance slots. Every call gets a fresh instance from an
 //! `InstancePre` in the pooling allocator, its own limits, and a [`Trace`] of what it did.
 
+#![warn(clippy::missing_errors_doc)]
+
 mod admission;
 mod cache;
 mod data;
@@ -135,6 +137,9 @@ enum Prepared {
 }
 
 impl Runtime {
+    /// # Errors
+    /// The wasm engine cannot start (e.g. the pooling allocator cannot reserve its memory), the
+    /// contract cannot be linked, or the plugin cache directory cannot be created.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         let slots = config.max_instances;
@@ -207,6 +212,11 @@ impl Runtime {
 
     /// Validate and compile a component (or take it from the cache) and check it against its
     /// world. What `rapport plugin check` and every installation run.
+    ///
+    /// # Errors
+    /// Why the component is refused ([`AdmissionError`]): not a component, no Rapport world or
+    /// contract, a contract version this host does not run, a forbidden import, a mismatch with its
+    /// world, an invalid config schema section, or a failed compilation.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, AdmissionError> {
         let hash = cache::sha256(bytes);
         let existing = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).and_then(Weak::upgrade);
@@ -334,18 +344,28 @@ impl Plugin {
         self.loaded.inspection.world
     }
 
+    /// # Errors
+    /// A [`CallError`] saying what stopped the call: a limit, a trap, an error the plugin reported,
+    /// an invalid decision (or a patch that does not apply), a host failure (reading data), or a
+    /// plugin of another world.
     pub fn before(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<model::Decision>, CallError> {
         self.call(ctx, "before", |live, store| match live {
             Live::V0_1(l) => l.before(store, change),
         })
     }
 
+    /// # Errors
+    /// A [`CallError`] saying what stopped the call: a limit, a trap, an error the plugin reported,
+    /// invalid actions, a host failure (reading data), or a plugin of another world.
     pub fn after(&self, ctx: &CallContext, change: &model::Change) -> Result<Called<Vec<model::Action>>, CallError> {
         self.call(ctx, "after", |live, store| match live {
             Live::V0_1(l) => l.after(store, change),
         })
     }
 
+    /// # Errors
+    /// A [`CallError`] saying what stopped the call: a limit, a trap, an error the plugin reported,
+    /// an invalid report, a host failure (reading data), or a plugin of another world.
     pub fn run_report(&self, ctx: &CallContext, params: &Value) -> Result<Called<model::Report>, CallError> {
         self.call(ctx, "run", |live, store| match live {
             Live::V0_1(l) => l.run(store, params),
@@ -459,6 +479,9 @@ pub struct Session<'p> {
 }
 
 impl Session<'_> {
+    /// # Errors
+    /// A [`CallError`] saying what stopped the call: a limit, a trap, an error the plugin reported,
+    /// an invalid spec, a host failure (reading data), or a plugin of another world.
     pub fn describe(&mut self) -> Result<Called<model::ScorerSpec>, CallError> {
         let described = self.call("describe", |live, store| match live {
             Live::V0_1(l) => l.describe(store),
@@ -470,6 +493,10 @@ impl Session<'_> {
     }
 
     /// Batches are taken by value: they are moved into the call, not copied.
+    ///
+    /// # Errors
+    /// A [`CallError`] saying what stopped the call: a limit, a trap, an error the plugin reported,
+    /// a host failure (reading data), or a plugin of another world.
     pub fn fit(&mut self, population: model::FeatureBatch) -> Result<Called<Vec<u8>>, CallError> {
         self.call("fit", |live, store| match live {
             Live::V0_1(l) => l.fit(store, population),
@@ -478,6 +505,11 @@ impl Session<'_> {
 
     /// After a `describe` in this session, a column named after no score or label it declared is
     /// refused (it could never be read back by that name).
+    ///
+    /// # Errors
+    /// A [`CallError`] saying what stopped the call: a limit, a trap, an error the plugin reported,
+    /// a batch that does not fit the customers or names an undeclared column, a host failure
+    /// (reading data), or a plugin of another world.
     pub fn score(&mut self, batch: model::FeatureBatch, model: &[u8]) -> Result<Called<model::ScoreBatch>, CallError> {
         let spec = self.spec.clone();
         self.call("score", |live, store| match live {

@@ -10,6 +10,10 @@ use crate::aggregate::Grouper;
 use crate::model::{AggregateOp, AggregateQuery, AggregateResult};
 
 impl OrgStore {
+    /// # Errors
+    /// `Filter` when the filter does not parse; `Invalid` for too many group-bys or aggregations,
+    /// an unknown field or `label_before.` key, an aggregation of text, or one other than a count
+    /// without a field; a database failure.
     pub fn aggregate(&self, q: &AggregateQuery) -> Result<AggregateResult> {
         let invalid = StoreError::Invalid;
         if q.group_by.len() > 4 || q.aggregations.len() > 16 {

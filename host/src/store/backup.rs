@@ -39,6 +39,10 @@ pub struct DataLock {
 
 impl DataLock {
     /// Claim `dir` for `what` (e.g. `rapport serve`), or say who holds it.
+    ///
+    /// # Errors
+    /// `InUse` when another process holds the lock (naming it); `Open` when the directory or lock
+    /// file cannot be created, locked or written.
     pub fn acquire(dir: &Path, what: &str) -> Result<DataLock> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
         let path = dir.join(LOCK_FILE);
@@ -89,6 +93,12 @@ pub struct RestoreReport {
 }
 
 /// Copy `dir`'s database to `out`, consistent as of one moment, while a server may be writing.
+///
+/// # Errors
+/// `Invalid` when there is no database in `dir`, `out` exists or its directory does not, or the
+/// database stayed locked; `NotRapport` or `TooNew` for a database this build cannot back up (or a
+/// damaged copy); `Open` when the copy cannot be synced or renamed into place; a database failure
+/// (`Sql`). Nothing is left at `out` on failure.
 pub fn backup_to(dir: &Path, out: &Path) -> Result<BackupReport> {
     let source_path = dir.join(DB_FILE);
     if !source_path.exists() {
@@ -149,6 +159,12 @@ pub fn backup_to(dir: &Path, out: &Path) -> Result<BackupReport> {
 
 /// Replace `dir`'s database with the backup `input`. Refused, with nothing changed, when the
 /// backup is not a Rapport database this build can open, or when anything has the database open.
+///
+/// # Errors
+/// `Invalid` when `input` is not a file, or it stayed locked; `NotRapport` or `TooNew` when it is
+/// not a Rapport database this build can open (or is damaged); `InUse` when a process holds the
+/// data directory or has the database open; `Open` for a file that cannot be created, synced,
+/// linked or renamed; a database failure (`Sql`).
 pub fn restore_from(dir: &Path, input: &Path) -> Result<RestoreReport> {
     if !input.is_file() {
         return Err(StoreError::Invalid(format!(

@@ -60,6 +60,9 @@ pub struct Candidate {
 
 impl OrgStore {
     /// Likely duplicates, most likely first.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn duplicates(&self, limit: usize) -> Result<Vec<Candidate>> {
         let conn = self.conn()?;
         let mut pairs: BTreeMap<(i64, i64), (f64, Vec<String>)> = BTreeMap::new();
@@ -105,6 +108,10 @@ impl OrgStore {
 
     /// Merge `remove` into `keep`: one customer with both timelines, consents, tags and external
     /// ids; `keep`'s fields win and `remove`'s fill the gaps. Returns the merged customer.
+    ///
+    /// # Errors
+    /// `Invalid` when `keep` and `remove` are the same customer or either does not exist; a
+    /// database failure.
     pub fn merge(&self, actor: &Actor, keep: Id, remove: Id) -> Result<Customer> {
         if keep == remove {
             return Err(StoreError::Invalid("cannot merge a customer into itself".into()));
@@ -113,6 +120,9 @@ impl OrgStore {
     }
 
     /// The customer an id now stands for: itself, or the customer it was merged into.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn resolve(&self, id: Id) -> Result<Option<Id>> {
         let conn = self.conn()?;
         let merged: Option<i64> = conn
@@ -157,6 +167,11 @@ fn qualify(alias: &str, key: &str) -> String {
 impl OrgTx<'_> {
     /// Merge `remove` into `keep` inside a larger transaction (the write pipeline's), storing
     /// `merged` as the result when given (policies may have patched it).
+    ///
+    /// # Errors
+    /// `Invalid` when `keep` and `remove` are the same customer or either does not exist, or
+    /// `merged` is not a valid profile (a distributor not this organization's, an external id of
+    /// another customer); a database failure.
     pub fn merge_customers(&self, actor: &Actor, keep: Id, remove: Id, merged: Option<&Customer>) -> Result<Customer> {
         if keep == remove {
             return Err(StoreError::Invalid("cannot merge a customer into itself".into()));

@@ -48,10 +48,14 @@ fn status_text(s: DistributorStatus) -> &'static str {
 }
 
 impl OrgStore {
+    /// # Errors
+    /// A database failure.
     pub fn branch(&self, code: &str) -> Result<Option<Branch>> {
         super::reads::branch(&*self.conn()?, self.org.id, code)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn distributors(&self, after: Id, limit: u32, sponsor: Option<Id>) -> Result<Vec<Distributor>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -66,6 +70,9 @@ impl OrgStore {
     }
 
     /// The sponsors above a distributor, nearest first (its upline).
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn upline(&self, id: Id) -> Result<Vec<Distributor>> {
         let mut line = Vec::new();
         let mut next = self.distributor(id)?.and_then(|d| d.sponsor);
@@ -81,6 +88,8 @@ impl OrgStore {
         Ok(line)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn segments(&self) -> Result<Vec<Segment>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -92,6 +101,8 @@ impl OrgStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn segment(&self, name: &str) -> Result<Option<Segment>> {
         Ok(self
             .conn()?
@@ -105,6 +116,9 @@ impl OrgStore {
     }
 
     /// Remove a segment; false if there was none of that name.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn delete_segment(&self, actor: &Actor, name: &str) -> Result<bool> {
         self.write(|tx| {
             let n =
@@ -117,6 +131,9 @@ impl OrgStore {
     }
 
     /// A customer's score values over time, newest first.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn score_history(&self, customer: Id, limit: u32) -> Result<Vec<ScorePoint>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -138,11 +155,16 @@ impl OrgStore {
 }
 
 impl OrgTx<'_> {
+    /// # Errors
+    /// A database failure.
     pub fn branch(&self, code: &str) -> Result<Option<Branch>> {
         super::reads::branch(self.tx, self.org, code)
     }
 
     /// Create or update a branch (by code).
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed branch code; a database failure.
     pub fn save_branch(&self, branch: &Branch) -> Result<Branch> {
         check_branch_code(&branch.code)?;
         self.tx.execute(
@@ -155,6 +177,8 @@ impl OrgTx<'_> {
         Ok(branch.clone())
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn distributor(&self, id: Id) -> Result<Option<Distributor>> {
         super::reads::distributor(self.tx, self.org, id)
     }
@@ -193,6 +217,10 @@ impl OrgTx<'_> {
     /// Insert a distributor that already has an id (a `plugin run` fixture's, which customers and
     /// sponsors refer to): kept as given, 0 gets a new one. `(source, external_id)` is its key
     /// in the organization, as an import's. The sponsor must be stored already.
+    ///
+    /// # Errors
+    /// `Invalid` when the name is blank, the branch code malformed, the sponsor missing, or the id
+    /// too large or taken, or another distributor has the key; a database failure.
     pub fn insert_distributor_as_given(&self, d: &Distributor, source: &str, external_id: &str) -> Result<Distributor> {
         if d.name.trim().is_empty() {
             return Err(StoreError::Invalid("a distributor needs a name".into()));
@@ -245,6 +273,11 @@ impl OrgTx<'_> {
     ///
     /// A new distributor is keyed by `key` (its source system's `(source, external id)`, as an
     /// import gives it) or, created over the API, by a key of the API's own.
+    ///
+    /// # Errors
+    /// `Invalid` when the name is blank, the branch code malformed, the distributor (to update) or
+    /// its sponsor missing, or the sponsor in its downline; a database failure, which includes a
+    /// new one's `key` already taken (a constraint violation).
     pub fn save_distributor(&self, d: &Distributor, key: Option<(&str, &str)>) -> Result<Distributor> {
         if d.name.trim().is_empty() {
             return Err(StoreError::Invalid("a distributor needs a name".into()));

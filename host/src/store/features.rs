@@ -15,6 +15,9 @@ const DAY_MS: i64 = 86_400_000;
 
 impl OrgStore {
     /// Customers that can be scored (not erased), in id order, after `after`.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn scorable_ids(&self, after: i64, limit: u32) -> Result<Vec<Id>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -24,6 +27,8 @@ impl OrgStore {
         Ok(rows.map(|r| r.map(|id| id as Id)).collect::<rusqlite::Result<_>>()?)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn count_scorable(&self) -> Result<u64> {
         let n: i64 = self
             .conn()?
@@ -33,6 +38,9 @@ impl OrgStore {
     }
 
     /// The feature columns a scorer asked for, for these customers, in their order.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn features(&self, ids: &[Id], features: &[Feature], now: Timestamp) -> Result<FeatureBatch> {
         let mut columns: Vec<Column> = features
             .iter()

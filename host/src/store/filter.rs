@@ -175,6 +175,9 @@ impl fmt::Display for Type {
 }
 
 /// A field named outside a filter (an aggregation's field or a group-by).
+///
+/// # Errors
+/// The name of the unknown field, with the list of fields.
 pub fn field(name: &str) -> Result<Field, String> {
     Field::parse(name.trim()).ok_or_else(|| format!("unknown field `{name}`; the fields are {FIELDS}"))
 }
@@ -331,6 +334,9 @@ pub fn quote(text: &str) -> String {
 /// `(…) and scope` into `(a) or (b) and scope` and lift the scope from `a`. A filter that parses
 /// alone has balanced parentheses and quotes, so once wrapped in parentheses it cannot reach
 /// outside them. The error's position is in the text the caller wrote.
+///
+/// # Errors
+/// `asked` does not parse on its own (see [`parse`]).
 pub fn within(asked: &str, scope: Option<&str>) -> Result<String, FilterError> {
     parse(asked)?;
     Ok(match (asked.trim(), scope) {
@@ -340,6 +346,9 @@ pub fn within(asked: &str, scope: Option<&str>) -> Result<String, FilterError> {
     })
 }
 
+/// # Errors
+/// Where and why the text fails: past [`MAX_LENGTH`], [`MAX_CONDITIONS`] or [`MAX_DEPTH`], a syntax
+/// error, an unknown field, or a value of the wrong type for its field.
 pub fn parse(input: &str) -> Result<Filter, FilterError> {
     let length = input.chars().count();
     if length > MAX_LENGTH {
@@ -608,6 +617,9 @@ pub fn fold(text: &str) -> String {
 
 /// Registers [`fold`] as the SQL function [`FOLD`]; numbers are folded as their text (as
 /// SQLite's `lower` does), NULL stays NULL.
+///
+/// # Errors
+/// SQLite refused to register the function.
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     use rusqlite::types::ValueRef;

@@ -104,10 +104,14 @@ fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKey> {
 }
 
 impl Store {
+    /// # Errors
+    /// A database failure.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self.pool.get()?.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.pool.get()?.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -118,6 +122,9 @@ impl Store {
 
     /// The live key whose token hashes to `hash`, noting its use in memory. Only reads the
     /// database (see the module's comment): [`Store::flush_key_uses`] writes the use later.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn key_by_hash(&self, hash: &str) -> Result<Option<KeyOwner>> {
         let mut found = self
             .pool
@@ -139,6 +146,9 @@ impl Store {
     /// Write the key uses noted since the last flush, in one transaction; returns how many keys.
     /// On failure (the database busy past its timeout, a full disk) the uses stay noted for the
     /// next flush.
+    ///
+    /// # Errors
+    /// A database failure (the uses stay noted).
     pub fn flush_key_uses(&self) -> Result<usize> {
         let uses = self.key_uses.snapshot();
         if uses.is_empty() {
@@ -170,6 +180,8 @@ pub struct KeyUseFlusher {
 }
 
 impl KeyUseFlusher {
+    /// # Errors
+    /// The thread could not be spawned.
     pub fn start(store: Store, every: Duration) -> std::io::Result<KeyUseFlusher> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new().name("key-uses".into()).spawn(move || {
@@ -203,6 +215,9 @@ impl Drop for KeyUseFlusher {
 
 impl OrgStore {
     /// Store a new key (its token's hash); returns it.
+    ///
+    /// # Errors
+    /// `Invalid` when the name is blank; a database failure.
     pub fn create_key(&self, key: &NewKey<'_>) -> Result<ApiKey> {
         let NewKey { name, role, hash, branch, distributor } = *key;
         if name.trim().is_empty() {
@@ -228,6 +243,9 @@ impl OrgStore {
     }
 
     /// The organization's keys, with uses noted but not written yet.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn keys(&self) -> Result<Vec<ApiKey>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -243,6 +261,9 @@ impl OrgStore {
     }
 
     /// Revoke a key; false if it is not this organization's.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn revoke_key(&self, id: i64) -> Result<bool> {
         let n = self.conn()?.execute(
             scoped("UPDATE api_keys SET revoked_at = ?3 WHERE org_id = ?1 AND id = ?2 AND revoked_at IS NULL"),

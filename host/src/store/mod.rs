@@ -7,6 +7,8 @@
 //! not something a caller can do. The public API speaks `model` types, not SQLite, so that a
 //! second backend (PostgreSQL) is an addition.
 
+#![warn(clippy::missing_errors_doc)]
+
 mod aggregate;
 mod backup;
 mod dedupe;
@@ -152,6 +154,10 @@ fn scoped(sql: &str) -> &str {
 
 impl Store {
     /// Open (or create) `DIR/rapport.db`, run pending migrations, refuse a newer schema.
+    ///
+    /// # Errors
+    /// `Open` when the directory cannot be created; `TooNew` when a newer Rapport wrote the
+    /// database; a database failure (`Sql`, `Pool`), including a failed migration.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
         let path = dir.join("rapport.db");
@@ -169,6 +175,9 @@ impl Store {
     /// A private database in memory, for `rapport plugin run`: the same schema, migrations and
     /// SQL as a server's, so a plugin's filters and aggregates answer exactly as they would there,
     /// and nothing touches the disk. It lives as long as this store (and its `OrgStore`s).
+    ///
+    /// # Errors
+    /// A database failure (`Sql`, `Pool`), including a failed migration.
     pub fn open_memory() -> Result<Store> {
         // A shared cache under a name no other store uses: every connection of the pool opens
         // the same database (a plain `:memory:` would give each connection an empty one of its
@@ -183,6 +192,9 @@ impl Store {
     }
 
     /// The database answers a query (health checks): one round trip, whatever it holds.
+    ///
+    /// # Errors
+    /// The database is unreachable (`Pool`) or fails the query (`Sql`).
     pub fn ping(&self) -> Result<()> {
         Ok(self.pool.get()?.query_row("SELECT 1", [], |_| Ok(()))?)
     }
@@ -191,6 +203,9 @@ impl Store {
         &self.path
     }
 
+    /// # Errors
+    /// `Invalid` for a malformed slug; `OrgExists` when the slug is taken; a database failure
+    /// (`Sql`, `Pool`).
     pub fn create_org(&self, slug: &str, name: &str) -> Result<Org> {
         if slug.is_empty()
             || slug.len() > 63
@@ -220,6 +235,8 @@ impl Store {
         }
     }
 
+    /// # Errors
+    /// A database failure (`Sql`, `Pool`).
     pub fn orgs(&self) -> Result<Vec<Org>> {
         let conn = self.pool.get()?;
         let mut stmt =
@@ -229,6 +246,10 @@ impl Store {
     }
 
     /// Set the country calling code used to put local phone numbers into E.164 (`"66"`).
+    ///
+    /// # Errors
+    /// `Invalid` when `code` is not 1-3 digits; `NoSuchOrg` when the organization does not exist; a
+    /// database failure (`Sql`, `Pool`).
     pub fn set_default_country_code(&self, slug: &str, code: Option<&str>) -> Result<()> {
         if let Some(c) = code
             && !(1..=3).contains(&c.len())
@@ -249,6 +270,9 @@ impl Store {
     }
 
     /// The scope every per-organization read and write goes through.
+    ///
+    /// # Errors
+    /// `NoSuchOrg` when the organization does not exist; a database failure (`Sql`, `Pool`).
     pub fn org(&self, slug: &str) -> Result<OrgStore> {
         let conn = self.pool.get()?;
         let org = conn
@@ -362,6 +386,10 @@ impl OrgStore {
     }
 
     /// Run `f` in one transaction: all of it lands, or (on any error) none of it.
+    ///
+    /// # Errors
+    /// `f`'s error, or a database failure opening or committing the transaction; either way nothing
+    /// of it landed.
     pub fn write<T>(&self, f: impl FnOnce(&OrgTx<'_>) -> Result<T>) -> Result<T> {
         let _turn = self.store.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut conn = self.conn()?;
@@ -376,6 +404,8 @@ impl OrgStore {
         Ok(out)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn customer(&self, id: Id) -> Result<Option<Customer>> {
         load_customer(&*self.conn()?, self.org.id, id)
     }
@@ -386,20 +416,32 @@ impl OrgStore {
     }
 
     /// An interaction by its id.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn interaction(&self, id: Id) -> Result<Option<Interaction>> {
         reads::interaction(&*self.conn()?, self.org.id, id)
     }
 
     /// An interaction by its source system's id.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn interaction_by_external_id(&self, source: &str, external_id: &str) -> Result<Option<Interaction>> {
         reads::interaction_by_key(&*self.conn()?, self.org.id, source, external_id)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn find_customer(&self, source: &str, external_id: &str) -> Result<Option<Customer>> {
         reads::customer_by_key(&*self.conn()?, self.org.id, source, external_id)
     }
 
     /// Customers matching a filter, in id order, a page at a time. The cursor is opaque.
+    ///
+    /// # Errors
+    /// `Filter` when the filter does not parse; `Invalid` for a malformed cursor; a database
+    /// failure.
     pub fn list_customers(&self, filter: &str, cursor: Option<&str>, limit: u32) -> Result<CustomerPage> {
         let parsed = filter::parse(filter)?;
         let after: i64 = match cursor {
@@ -428,6 +470,9 @@ impl OrgStore {
     }
 
     /// Count customers matching a filter (segment sizes).
+    ///
+    /// # Errors
+    /// `Filter` when the filter does not parse; a database failure.
     pub fn count_customers(&self, filter: &str) -> Result<u64> {
         let parsed = filter::parse(filter)?;
         let mut params: Vec<Value> = vec![Value::Integer(self.org.id)];
@@ -438,6 +483,9 @@ impl OrgStore {
 
     /// How many interactions of the customers matching `filter` occurred at or after `since`
     /// (the console's "interactions this week", within a caller's scope).
+    ///
+    /// # Errors
+    /// `Filter` when the filter does not parse; a database failure.
     pub fn count_interactions_since(&self, filter: &str, since: Timestamp) -> Result<u64> {
         let parsed = filter::parse(filter)?;
         let mut params: Vec<Value> = vec![Value::Integer(self.org.id), Value::Integer(since)];
@@ -450,6 +498,9 @@ impl OrgStore {
     }
 
     /// A customer's interactions, newest first, before the cursor `"<occurred_at>:<id>"`.
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed cursor; a database failure.
     pub fn timeline(
         &self,
         customer: Id,
@@ -481,6 +532,9 @@ impl OrgStore {
     }
 
     /// One call for a profile page: the customer, a page of their timeline, scores, segments.
+    ///
+    /// # Errors
+    /// `Filter` when a saved segment's filter no longer parses; a database failure.
     pub fn profile(&self, id: Id, timeline_limit: u32) -> Result<Option<Profile>> {
         let Some(customer) = self.customer(id)? else { return Ok(None) };
         let (timeline, timeline_next) = self.timeline(id, None, timeline_limit)?;
@@ -540,6 +594,9 @@ impl OrgStore {
     }
 
     /// Define (or redefine) a segment: a named filter. The filter must parse.
+    ///
+    /// # Errors
+    /// `Filter` when the filter does not parse; a database failure.
     pub fn save_segment(&self, actor: &Actor, name: &str, filter_text: &str, description: &str) -> Result<()> {
         filter::parse(filter_text)?;
         self.write(|tx| {
@@ -557,6 +614,10 @@ impl OrgStore {
     /// Define a new segment. A segment of the same name is left as it is and the answer is
     /// `Conflict`, so that a person saving a filter does not overwrite a colleague's segment by
     /// reusing its name ([`OrgStore::save_segment`] replaces on purpose).
+    ///
+    /// # Errors
+    /// `Filter` when the filter does not parse; `Conflict` when a segment of that name exists; a
+    /// database failure.
     pub fn add_segment(&self, actor: &Actor, name: &str, filter_text: &str, description: &str) -> Result<()> {
         filter::parse(filter_text)?;
         self.write(|tx| {
@@ -575,6 +636,9 @@ impl OrgStore {
     }
 
     /// The organization's branches, by code.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn branches(&self) -> Result<Vec<Branch>> {
         let conn = self.conn()?;
         let branches = conn
@@ -587,6 +651,9 @@ impl OrgStore {
     }
 
     /// Create or update a branch (by code), outside the policy pipeline (seeding, tests).
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed branch code; a database failure.
     pub fn save_branch(&self, actor: &Actor, branch: &Branch) -> Result<()> {
         self.write(|tx| {
             tx.save_branch(branch)?;
@@ -594,11 +661,16 @@ impl OrgStore {
         })
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn distributor(&self, id: Id) -> Result<Option<Distributor>> {
         reads::distributor(&*self.conn()?, self.org.id, id)
     }
 
     /// Everyone below a distributor in the sponsor tree, breadth first, to `max_depth` levels.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn downline(&self, id: Id, max_depth: u32) -> Result<Vec<DownlineMember>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -619,6 +691,9 @@ impl OrgStore {
     }
 
     /// The audit log, oldest first, after entry `after`.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -632,6 +707,9 @@ impl OrgStore {
 
     /// The audit log, newest first, before entry `before` (from the latest entry when `None`): a
     /// person reading the log looks for what just happened, then pages back in time.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn audit_newest(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -645,6 +723,9 @@ impl OrgStore {
     }
 
     /// Counts of what the organization holds (for tests, health and the dashboard).
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn counts(&self) -> Result<Counts> {
         let conn = self.conn()?;
         let count = |table: &str| -> Result<u64> {
@@ -678,6 +759,8 @@ pub struct OrgTx<'c> {
 }
 
 impl OrgTx<'_> {
+    /// # Errors
+    /// A database failure.
     pub fn audit(
         &self,
         actor: &Actor,
@@ -702,6 +785,8 @@ impl OrgTx<'_> {
         Ok(())
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn customer(&self, id: Id) -> Result<Option<Customer>> {
         load_customer(self.tx, self.org, id)
     }
@@ -747,6 +832,10 @@ impl OrgTx<'_> {
     }
 
     /// Insert a new customer with its external ids, tags and consents; returns it with its id.
+    ///
+    /// # Errors
+    /// `Invalid` when its distributor is not this organization's or one of its external ids belongs
+    /// to another customer; a database failure.
     pub fn insert_customer(&self, c: &Customer) -> Result<Customer> {
         let now = now_ms();
         self.insert_customer_row(c, None, now, now)
@@ -755,6 +844,10 @@ impl OrgTx<'_> {
     /// Insert a customer that already has an id and times (a `plugin run` fixture, whose inputs
     /// refer to its customers by id): kept as given, an id of 0 gets a new one. Otherwise as
     /// [`OrgTx::insert_customer`]: normalized, its distributor checked.
+    ///
+    /// # Errors
+    /// `Invalid` when the id is too large or taken, its distributor is not this organization's, or
+    /// one of its external ids belongs to another customer; a database failure.
     pub fn insert_customer_as_given(&self, c: &Customer) -> Result<Customer> {
         let id = Some(c.id).filter(|&id| id != 0);
         if let Some(id) = id
@@ -806,6 +899,10 @@ impl OrgTx<'_> {
     }
 
     /// Overwrite a customer's fields, external ids, tags and consents with `c`'s.
+    ///
+    /// # Errors
+    /// `Invalid` when the customer does not exist, its distributor is not this organization's, or
+    /// one of its external ids belongs to another customer; a database failure.
     pub fn update_customer(&self, c: &Customer) -> Result<()> {
         let c = &self.normalized(c.clone());
         self.check_distributor(c)?;
@@ -885,6 +982,9 @@ impl OrgTx<'_> {
     /// explanation) per score, and a history row, and queue `score.changed` for values that
     /// changed when an endpoint listens. Customers not in this organization are skipped and
     /// counted, never written.
+    ///
+    /// # Errors
+    /// A database failure (a customer of another organization is skipped, not an error).
     pub fn save_scores(
         &self,
         plugin: &str,
@@ -958,12 +1058,20 @@ impl OrgTx<'_> {
     }
 
     /// Insert an interaction for a customer of this organization.
+    ///
+    /// # Errors
+    /// `Invalid` when the customer is not this organization's; a database failure, which includes
+    /// another interaction with the same source and external id (a constraint violation).
     pub fn insert_interaction(&self, i: &Interaction) -> Result<Id> {
         self.insert_interaction_with_id(i, None)
     }
 
     /// Insert an interaction that already has an id (a `plugin run` fixture's): kept as given, an
     /// id of 0 gets a new one. Otherwise as [`OrgTx::insert_interaction`].
+    ///
+    /// # Errors
+    /// `Invalid` when the id is too large or taken, the customer is not this organization's, or
+    /// another interaction has the same source and external id; a database failure.
     pub fn insert_interaction_as_given(&self, i: &Interaction) -> Result<Id> {
         let id = Some(i.id).filter(|&id| id != 0);
         if let Some(id) = id
@@ -1004,6 +1112,9 @@ impl OrgTx<'_> {
 
     /// Replace the service state of a ticket interaction: the one part of an interaction that
     /// changes after it happened (a ticket is opened, categorized, resolved, closed).
+    ///
+    /// # Errors
+    /// `Invalid` when the interaction is not a ticket of this organization; a database failure.
     pub fn update_ticket(&self, id: Id, t: &Ticket) -> Result<()> {
         let updated = self
             .tx

@@ -16,6 +16,10 @@ use crate::model::{Actor, Id};
 
 impl OrgStore {
     /// Everything held on one customer, as one JSON document.
+    ///
+    /// # Errors
+    /// `Filter` when a saved segment's filter no longer parses; `Invalid` when the customer was
+    /// merged away while being read; a database failure.
     pub fn export(&self, id: Id) -> Result<Option<Value>> {
         let Some(customer) = self.customer(id)? else { return Ok(None) };
         let conn = self.conn()?;
@@ -104,6 +108,10 @@ impl OrgStore {
     }
 
     /// Erase a customer's personal data (see the module docs for what stays).
+    ///
+    /// # Errors
+    /// `Invalid` when the customer does not exist; a database failure. Either way nothing was
+    /// erased.
     pub fn erase(&self, actor: &Actor, id: Id) -> Result<()> {
         self.write(|tx| tx.erase(actor, id))
     }
@@ -172,6 +180,9 @@ fn scrub(detail: &mut Value, id: Id) -> bool {
 
 impl OrgTx<'_> {
     /// Erase inside a larger transaction (the write pipeline's).
+    ///
+    /// # Errors
+    /// `Invalid` when the customer does not exist; a database failure.
     pub fn erase_customer(&self, actor: &Actor, id: Id) -> Result<()> {
         self.erase(actor, id)
     }

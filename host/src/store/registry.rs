@@ -265,6 +265,9 @@ const JOB_COLUMNS: &str = "id, org_id, kind, state, total, done, cursor, error, 
 
 impl Store {
     /// Jobs left `running` by a previous process, oldest first, with their organization's slug.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn unfinished_jobs(&self) -> Result<Vec<(String, Job)>> {
         let conn = self.pool.get()?;
         let columns = JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", ");
@@ -279,6 +282,9 @@ impl Store {
 
 impl OrgStore {
     /// The organization's plugins, by world then position.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn plugins(&self) -> Result<Vec<PluginRow>> {
         let sql = format!("SELECT {PLUGIN_COLUMNS} FROM plugins WHERE org_id = ?1 ORDER BY world, position, name");
         let conn = self.conn()?;
@@ -287,11 +293,16 @@ impl OrgStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn plugin(&self, name: &str) -> Result<Option<PluginRow>> {
         load_plugin(&*self.conn()?, self.org.id, name)
     }
 
     /// Every version of a plugin, newest first.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn plugin_versions(&self, name: &str) -> Result<Vec<VersionRow>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -302,6 +313,8 @@ impl OrgStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn plugin_version(&self, name: &str, version: u32) -> Result<Option<VersionRow>> {
         Ok(self
             .conn()?
@@ -314,6 +327,9 @@ impl OrgStore {
     }
 
     /// The bytes and config schema of a component this organization installed.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn component(&self, hash: &str) -> Result<Option<(Vec<u8>, Option<String>)>> {
         Ok(self
             .conn()?
@@ -326,6 +342,9 @@ impl OrgStore {
     }
 
     /// The config schema of a component this organization installed (without its bytes).
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn component_schema(&self, hash: &str) -> Result<Option<String>> {
         Ok(self
             .conn()?
@@ -339,6 +358,9 @@ impl OrgStore {
     }
 
     /// A plugin's execution trace, newest first, before trace id `before` when given.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn traces(&self, plugin: &str, before: Option<i64>, limit: u32) -> Result<Vec<TraceRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -368,6 +390,9 @@ impl OrgStore {
     }
 
     /// Calls of a plugin that failed since `since` (for automatic disabling).
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn failures_since(&self, plugin: &str, since: Timestamp) -> Result<u64> {
         let n: i64 = self
             .conn()?
@@ -380,6 +405,9 @@ impl OrgStore {
     }
 
     /// Shadow runs of a plugin: (runs, disagreements) since `since`.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn shadow_counts(&self, plugin: &str, version: u32) -> Result<(u64, u64)> {
         let (runs, disagreements): (i64, i64) = self
             .conn()?
@@ -392,6 +420,9 @@ impl OrgStore {
     }
 
     /// The organization's most recent changes, newest first.
+    ///
+    /// # Errors
+    /// `Invalid` when a logged change does not deserialize; a database failure.
     pub fn recent_changes(&self, limit: u32) -> Result<Vec<Change>> {
         let conn = self.conn()?;
         let mut stmt =
@@ -405,6 +436,9 @@ impl OrgStore {
     }
 
     /// The model last fitted for a scorer version, and when.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn scorer_model(&self, plugin: &str, version: u32) -> Result<Option<(Vec<u8>, Timestamp)>> {
         Ok(self
             .conn()?
@@ -415,12 +449,17 @@ impl OrgStore {
             .optional()?)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn job(&self, id: i64) -> Result<Option<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = ?1 AND id = ?2");
         Ok(self.conn()?.prepare_cached(scoped(&sql))?.query_row(params![self.org.id, id], job_from_row).optional()?)
     }
 
     /// Queued messages, oldest first.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn outbox(&self, limit: u32) -> Result<Vec<OutboxMessage>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -450,12 +489,17 @@ fn load_plugin(conn: &rusqlite::Connection, org: i64, name: &str) -> Result<Opti
 }
 
 impl OrgTx<'_> {
+    /// # Errors
+    /// A database failure.
     pub fn plugin(&self, name: &str) -> Result<Option<PluginRow>> {
         load_plugin(self.tx, self.org, name)
     }
 
     /// Add a version of a plugin (installing the plugin, disabled, on its first version, which
     /// is always active) and, with `activate`, make it the active one. Returns its number.
+    ///
+    /// # Errors
+    /// `Invalid` when `name` is installed already as a plugin of another world; a database failure.
     pub fn install_version(&self, actor: &Actor, name: &str, c: &NewComponent<'_>, activate: bool) -> Result<u32> {
         let now = now_ms();
         // Content-addressed: the bytes are stored once however many organizations install them.
@@ -524,6 +568,9 @@ impl OrgTx<'_> {
 
     /// Write a plugin's settings (enabled, position, failure mode, config, active and shadow
     /// versions), with an audit row saying what changed.
+    ///
+    /// # Errors
+    /// `Invalid` when the plugin is not installed; a database failure.
     pub fn save_plugin(&self, actor: &Actor, action: &str, p: &PluginRow) -> Result<()> {
         let before = self.plugin(&p.name)?.ok_or_else(|| no_plugin(&p.name))?;
         self.tx.execute(
@@ -547,6 +594,9 @@ impl OrgTx<'_> {
     }
 
     /// Keep a batch of execution-trace rows.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn record_traces(&self, traces: &[TraceRecord]) -> Result<()> {
         let mut insert = self.tx.prepare_cached(scoped(
             "INSERT INTO plugin_traces (org_id, plugin, version, world, hook, change_digest, customer_id, outcome, summary, \
@@ -582,6 +632,9 @@ impl OrgTx<'_> {
     }
 
     /// Keep a change for dry-runs of future plugin versions.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn log_change(&self, change: &Change, customer: Option<Id>) -> Result<()> {
         self.tx
             .prepare_cached(scoped("INSERT INTO change_log (org_id, customer_id, change, at) VALUES (?1, ?2, ?3, ?4)"))?
@@ -602,6 +655,8 @@ impl OrgTx<'_> {
         Ok(())
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn save_model(&self, plugin: &str, version: u32, model: &[u8]) -> Result<()> {
         self.tx
             .prepare_cached(scoped(
@@ -614,6 +669,9 @@ impl OrgTx<'_> {
 
     /// Queue a message; a second call with the same `key` (a retried action) queues nothing.
     /// Returns whether it was queued now.
+    ///
+    /// # Errors
+    /// `Invalid` when the customer does not exist; a database failure.
     pub fn queue_message(
         &self,
         actor: &Actor,
@@ -655,6 +713,8 @@ impl OrgTx<'_> {
         Ok(queued)
     }
 
+    /// # Errors
+    /// A database failure.
     pub fn create_job(&self, actor: &Actor, kind: &str, total: u64) -> Result<i64> {
         let now = now_ms();
         self.tx
@@ -669,6 +729,9 @@ impl OrgTx<'_> {
     }
 
     /// Record a job's progress: `done` items so far, the last id finished.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn job_progress(&self, id: i64, done: u64, cursor: i64) -> Result<()> {
         self.tx.execute(
             scoped("UPDATE jobs SET done = ?3, cursor = ?4, updated_at = ?5 WHERE org_id = ?1 AND id = ?2"),
@@ -678,6 +741,10 @@ impl OrgTx<'_> {
     }
 
     /// End a job, done or (with an error) failed, and queue `job.finished` for it.
+    ///
+    /// # Errors
+    /// `Invalid` when the job does not exist and an endpoint listens for `job.finished` (with none
+    /// listening, a missing job is no error); a database failure.
     pub fn finish_job(&self, id: i64, error: Option<&str>) -> Result<()> {
         let state = if error.is_some() { "failed" } else { "done" };
         self.tx.execute(

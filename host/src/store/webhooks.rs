@@ -130,6 +130,9 @@ impl Store {
     /// Deliveries due at `now`, oldest first, across organizations. A delivery waits while an
     /// earlier event of the same customer is still queued for the same endpoint, so each
     /// endpoint sees a customer's events in the order they happened.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn due_webhook_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
@@ -161,6 +164,9 @@ impl Store {
     }
 
     /// Record an attempt at a delivery (gone already if its endpoint was deleted meanwhile).
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn record_webhook_attempt(&self, id: i64, at: Timestamp, attempt: Attempt<'_>) -> Result<()> {
         let conn = self.pool.get()?;
         let (state, status, error, next, delivered_at) = match attempt {
@@ -177,6 +183,9 @@ impl Store {
     }
 
     /// Delete events older than `before` with nothing queued (their deliveries go with them).
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn prune_webhook_events(&self, before: Timestamp) -> Result<usize> {
         Ok(self.pool.get()?.execute(
             "DELETE FROM webhook_events WHERE created_at < ?1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
@@ -188,6 +197,9 @@ impl Store {
 
 impl OrgStore {
     /// Register an endpoint for these event kinds (checked by the caller), signed with `secret`.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn create_webhook(&self, actor: &Actor, url: &str, events: &[String], secret: &str) -> Result<WebhookEndpoint> {
         let created_by = format!("{}:{}", actor.role, actor.name);
         let created_at = now_ms();
@@ -205,6 +217,9 @@ impl OrgStore {
     }
 
     /// The organization's endpoints, oldest first.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(scoped(
@@ -215,6 +230,9 @@ impl OrgStore {
     }
 
     /// Remove an endpoint with its queued deliveries and its log. False when there is none.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn delete_webhook(&self, actor: &Actor, id: i64) -> Result<bool> {
         self.write(|tx| {
             let deleted = tx
@@ -230,6 +248,9 @@ impl OrgStore {
 
     /// An endpoint's delivery log, newest first, before delivery `before`; `None` when the
     /// organization has no such endpoint.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn webhook_deliveries(
         &self,
         endpoint: i64,
@@ -288,6 +309,9 @@ impl OrgTx<'_> {
 
     /// Queue an event for every endpoint subscribed to its kind, in this transaction; `payload`
     /// is built only when one is. `customer` orders deliveries and lets erasure find the event.
+    ///
+    /// # Errors
+    /// `payload`'s error; a database failure.
     pub fn webhook_event(
         &self,
         kind: &str,
@@ -318,6 +342,9 @@ impl OrgTx<'_> {
     /// Queue the event of a record written: `customer.created` or `customer.updated` (with the
     /// stored record and the one it replaced), or `interaction.added`. The payload carries every
     /// field the write set, old and new.
+    ///
+    /// # Errors
+    /// A database failure.
     pub fn record_event(&self, before: Option<&Entity>, stored: &Entity) -> Result<()> {
         let (kind, interaction) = match (before, stored) {
             (None, Entity::Customer(_)) => (CUSTOMER_CREATED, None),
