@@ -397,16 +397,13 @@ impl Kind for AddInteraction<'_> {
     fn propose(&self, r: &dyn Reads, stored: Option<Entity>) -> Result<Option<Proposed>> {
         let mut i = self.interaction.clone();
         if let Some(key) = self.customer {
-            i.customer = r
-                .customer_by_key(&key.source, &key.external_id)?
-                .ok_or_else(|| {
-                    PipelineError::NotFound(format!(
-                        "customer {}:{} does not exist (import customers first)",
-                        key.source, key.external_id
-                    ))
-                })?
-                .id;
-        } else if r.customer(i.customer)?.is_none() {
+            i.customer = r.customer_id_by_key(&key.source, &key.external_id)?.ok_or_else(|| {
+                PipelineError::NotFound(format!(
+                    "customer {}:{} does not exist (import customers first)",
+                    key.source, key.external_id
+                ))
+            })?;
+        } else if !r.customer_exists(i.customer)? {
             return Err(not_found("customer", i.customer));
         }
         check_interaction(&mut i)?;

@@ -797,13 +797,13 @@ impl OrgTx<'_> {
     /// # Errors
     /// `f`'s error, or a failure to set or release the savepoint.
     pub fn all_or_nothing<T>(&self, f: impl FnOnce() -> Result<Option<T>>) -> Result<Option<T>> {
-        self.tx.execute_batch("SAVEPOINT record")?;
+        // Cached statements: a batch sets thousands of these, and parsing each costs more than it.
+        self.tx.prepare_cached("SAVEPOINT record")?.execute([])?;
         let result = f();
-        let end = match result {
-            Ok(Some(_)) => "RELEASE record",
-            _ => "ROLLBACK TO record; RELEASE record",
-        };
-        self.tx.execute_batch(end)?;
+        if !matches!(result, Ok(Some(_))) {
+            self.tx.prepare_cached("ROLLBACK TO record")?.execute([])?;
+        }
+        self.tx.prepare_cached("RELEASE record")?.execute([])?;
         result
     }
 

@@ -26,6 +26,17 @@ pub trait Reads {
     /// # Errors
     /// A database failure.
     fn customer_by_key(&self, source: &str, external_id: &str) -> Result<Option<Customer>>;
+    /// Just the id of the customer a source system's id names (one indexed lookup, where a
+    /// reference needs no more).
+    ///
+    /// # Errors
+    /// A database failure.
+    fn customer_id_by_key(&self, source: &str, external_id: &str) -> Result<Option<Id>>;
+    /// Whether a customer with this id exists.
+    ///
+    /// # Errors
+    /// A database failure.
+    fn customer_exists(&self, id: Id) -> Result<bool>;
     /// An interaction by id.
     ///
     /// # Errors
@@ -62,16 +73,26 @@ pub(super) fn customer_by_key(
     source: &str,
     external_id: &str,
 ) -> Result<Option<Customer>> {
+    match customer_id_by_key(conn, org, source, external_id)? {
+        Some(id) => load_customer(conn, org, id),
+        None => Ok(None),
+    }
+}
+
+fn customer_id_by_key(conn: &Connection, org: i64, source: &str, external_id: &str) -> Result<Option<Id>> {
     let id: Option<i64> = conn
         .prepare_cached(scoped(
             "SELECT customer_id FROM customer_ids WHERE org_id = ?1 AND source = ?2 AND external_id = ?3",
         ))?
         .query_row(params![org, source, external_id], |r| r.get(0))
         .optional()?;
-    match id {
-        Some(id) => load_customer(conn, org, id as Id),
-        None => Ok(None),
-    }
+    Ok(id.map(|id| id as Id))
+}
+
+fn customer_exists(conn: &Connection, org: i64, id: Id) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(scoped("SELECT EXISTS (SELECT 1 FROM customers WHERE org_id = ?1 AND id = ?2)"))?
+        .query_row(params![org, id as i64], |r| r.get(0))?)
 }
 
 pub(super) fn interaction(conn: &Connection, org: i64, id: Id) -> Result<Option<Interaction>> {
@@ -137,6 +158,14 @@ macro_rules! reads_on {
             fn customer_by_key(&self, source: &str, external_id: &str) -> Result<Option<Customer>> {
                 let $s = self;
                 customer_by_key(&$conn, $org, source, external_id)
+            }
+            fn customer_id_by_key(&self, source: &str, external_id: &str) -> Result<Option<Id>> {
+                let $s = self;
+                customer_id_by_key(&$conn, $org, source, external_id)
+            }
+            fn customer_exists(&self, id: Id) -> Result<bool> {
+                let $s = self;
+                customer_exists(&$conn, $org, id)
             }
             fn interaction(&self, id: Id) -> Result<Option<Interaction>> {
                 let $s = self;
