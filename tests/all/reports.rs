@@ -427,20 +427,11 @@ fn churn_risk_fits_its_weights_to_the_demo_history() {
     assert!((score("log_odds") - z).abs() < 1e-9, "{} vs {z}: {profile}", score("log_odds"));
 }
 
-/// `YYYY-MM-DD` of a UTC midnight.
+/// `YYYY-MM-DD` of a UTC midnight, as the plugin's configuration takes a date.
 fn plugin_date(ms: i64) -> String {
-    let days = ms.div_euclid(DAY);
-    // Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).expect("a time in range");
+    let (y, m, d) = at.to_calendar_date();
+    format!("{y:04}-{:02}-{d:02}", u8::from(m))
 }
 
 fn now() -> i64 {
