@@ -401,37 +401,52 @@ impl Change {
     /// (`email`, `tags`) or `attributes.<key>`; ids and bookkeeping times cannot be patched. Shared
     /// by the runtime (which refuses a decision whose patch cannot apply, naming the field) and the
     /// pipeline (which applies it).
-    pub fn apply_patches(&mut self, patches: &[FieldPatch]) -> Result<(), String> {
-        let after = self.after.as_ref().ok_or("there is no record to patch (the change deletes it)")?;
-        let mut value = serde_json::to_value(after).map_err(|e| e.to_string())?;
-        let (kind, record) =
-            value.as_object_mut().and_then(|m| m.iter_mut().next()).ok_or("the record is not an object")?;
+    ///
+    /// # Errors
+    /// The patch cannot apply: see [`PatchError`]; the change is left as it was.
+    pub fn apply_patches(&mut self, patches: &[FieldPatch]) -> Result<(), PatchError> {
+        let after = self.after.as_ref().ok_or(PatchError::Deleted)?;
+        let mut value = serde_json::to_value(after).map_err(|_| PatchError::NotAnObject)?;
+        let (kind, record) = value.as_object_mut().and_then(|m| m.iter_mut().next()).ok_or(PatchError::NotAnObject)?;
         let kind = kind.clone();
-        let record = record.as_object_mut().ok_or("the record is not an object")?;
+        let record = record.as_object_mut().ok_or(PatchError::NotAnObject)?;
         for p in patches {
             match p.field.split_once('.') {
                 Some(("attributes", key)) if !key.is_empty() => {
                     let attributes = record.entry("attributes").or_insert_with(|| Value::Object(Map::new()));
-                    attributes
-                        .as_object_mut()
-                        .ok_or("attributes are not an object")?
-                        .insert(key.to_owned(), p.value.clone());
+                    attributes.as_object_mut().ok_or(PatchError::NotAnObject)?.insert(key.to_owned(), p.value.clone());
                 }
                 _ if UNPATCHABLE_FIELDS.contains(&p.field.as_str()) => {
-                    return Err(format!("`{}` cannot be patched", p.field));
+                    return Err(PatchError::Unpatchable(p.field.clone()));
                 }
                 None if record.contains_key(&p.field) => {
                     record.insert(p.field.clone(), p.value.clone());
                 }
-                _ => return Err(format!("a {kind} has no field `{}`", p.field)),
+                _ => return Err(PatchError::NoSuchField { kind, field: p.field.clone() }),
             }
         }
         let patched: Entity =
-            serde_json::from_value(value).map_err(|e| format!("the patched {kind} is invalid: {e}"))?;
+            serde_json::from_value(value).map_err(|e| PatchError::Invalid { kind, detail: e.to_string() })?;
         self.changed_fields = patched.changed_fields(self.before.as_ref());
         self.after = Some(patched);
         Ok(())
     }
+}
+
+/// Why a policy's patch cannot apply to the record it judged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PatchError {
+    #[error("there is no record to patch (the change deletes it)")]
+    Deleted,
+    #[error("the record is not an object")]
+    NotAnObject,
+    #[error("`{0}` cannot be patched")]
+    Unpatchable(String),
+    #[error("a {kind} has no field `{field}`")]
+    NoSuchField { kind: String, field: String },
+    /// The patched record does not deserialize (a value of the wrong type, say).
+    #[error("the patched {kind} is invalid: {detail}")]
+    Invalid { kind: String, detail: String },
 }
 
 /// Fields no policy may patch: a record's identity and the host's bookkeeping. The runtime refuses

@@ -34,11 +34,30 @@ pub struct Written {
     pub build: String,
 }
 
+/// Why a project could not be written; each says what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    #[error(
+        "`{0}` cannot name a plugin: use lower-case letters, digits and hyphens, starting with a letter \
+         (e.g. `churn-risk`)"
+    )]
+    BadName(String),
+    #[error("{} already exists and is not empty: choose another --dir", .0.display())]
+    NotEmpty(PathBuf),
+    #[error("the Rust SDK is not at {} ({source}): pass --sdk <path to Rapport's plugins/sdk>", .path.display())]
+    NoSdk { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
 /// Writes the project `name` for `world` in `lang` into `dir` (which must not exist or be empty).
-pub fn new_project(name: &str, world: World, lang: Lang, dir: &Path, sdk: &Path) -> Result<Written, String> {
+///
+/// # Errors
+/// See [`ScaffoldError`]; files written before a write failed stay.
+pub fn new_project(name: &str, world: World, lang: Lang, dir: &Path, sdk: &Path) -> Result<Written, ScaffoldError> {
     check_name(name)?;
     if dir.read_dir().is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(format!("{} already exists and is not empty: choose another --dir", dir.display()));
+        return Err(ScaffoldError::NotEmpty(dir.to_owned()));
     }
     let (files, build) = match lang {
         Lang::Rust => rust(name, world, sdk)?,
@@ -50,25 +69,18 @@ pub fn new_project(name: &str, world: World, lang: Lang, dir: &Path, sdk: &Path)
         let file = dir.join(&path);
         std::fs::create_dir_all(file.parent().expect("a file in the project"))
             .and_then(|()| std::fs::write(&file, text))
-            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            .map_err(|source| ScaffoldError::Write { path: file.clone(), source })?;
         written.push(path);
     }
     Ok(Written { dir: dir.to_owned(), files: written, build })
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), ScaffoldError> {
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` cannot name a plugin: use lower-case letters, digits and hyphens, starting with a letter \
-             (e.g. `churn-risk`)"
-        ))
-    }
+    if ok { Ok(()) } else { Err(ScaffoldError::BadName(name.to_owned())) }
 }
 
 type Files = Vec<(String, String)>;
@@ -77,10 +89,8 @@ fn file(path: &str, text: impl Into<String>) -> (String, String) {
     (path.to_owned(), text.into())
 }
 
-fn rust(name: &str, world: World, sdk: &Path) -> Result<(Files, String), String> {
-    let sdk = std::fs::canonicalize(sdk).map_err(|e| {
-        format!("the Rust SDK is not at {} ({e}): pass --sdk <path to Rapport's plugins/sdk>", sdk.display())
-    })?;
+fn rust(name: &str, world: World, sdk: &Path) -> Result<(Files, String), ScaffoldError> {
+    let sdk = std::fs::canonicalize(sdk).map_err(|source| ScaffoldError::NoSdk { path: sdk.to_owned(), source })?;
     let lib = match world {
         World::Policy => include_str!("../../plugins/templates/policy/src/lib.rs"),
         World::Scorer => include_str!("../../plugins/templates/scorer/src/lib.rs"),

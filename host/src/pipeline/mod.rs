@@ -45,7 +45,7 @@ pub use actions::ActionOutcome;
 pub use import::{BATCH, ImportFormat, ImportKind, ImportReport, RowError, RowWarning};
 pub use registry::{ConfigError, Installed as InstalledVersion};
 pub use report::{Format, render};
-pub use scoring::{NativeScorer, Scorer, Scoring};
+pub use scoring::{NativeScorer, ScoreError, Scorer, Scoring};
 pub use trial::{DryRun, ShadowReport};
 pub use writes::{CustomerRecord, DistributorRecord, ExternalRef, Write};
 

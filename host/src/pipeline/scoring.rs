@@ -19,14 +19,44 @@ use crate::store::{Job, OrgStore, TraceRecord, now_ms};
 /// measure the plugin against.
 pub trait Scorer {
     /// # Errors
-    /// Why the scorer failed, as a message: a rescore job ends `failed` with it.
-    fn describe(&mut self) -> std::result::Result<ScorerSpec, String>;
+    /// Why the scorer failed: a rescore job ends `failed` with it.
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, ScoreError>;
     /// # Errors
-    /// Why the fit failed, as a message: a rescore job ends `failed` with it.
-    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String>;
+    /// Why the fit failed: a rescore job ends `failed` with it.
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, ScoreError>;
     /// # Errors
-    /// Why the scoring failed, as a message: a rescore job ends `failed` with it.
-    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String>;
+    /// Why the scoring failed: a rescore job ends `failed` with it.
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, ScoreError>;
+}
+
+/// Why scoring failed. A rescore job ends `failed` with its message; a write's rescore traces
+/// and logs it (the write itself has landed).
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The scorer's call failed: it trapped, hit a limit, or returned what the host refuses.
+    #[error(transparent)]
+    Call(Box<CallError>),
+    /// A score batch without one value per customer in every column.
+    #[error("returned {len} values for `{column}` for a batch of {customers} customers")]
+    BadBatch { column: String, len: usize, customers: usize },
+    /// A scorer that needs a fitted model has none for its active version.
+    #[error("no fitted model for this version yet; run a rescore job")]
+    NotFitted,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Which scorer of a job failed.
+    #[error("scorer `{scorer}`: {source}")]
+    Of {
+        scorer: String,
+        #[source]
+        source: Box<ScoreError>,
+    },
+}
+
+impl ScoreError {
+    fn of(self, scorer: &str) -> ScoreError {
+        ScoreError::Of { scorer: scorer.to_owned(), source: Box::new(self) }
+    }
 }
 
 /// A native scorer made of closures (benchmarks compare it with the same logic in wasm).
@@ -42,13 +72,13 @@ where
     F: FnMut(FeatureBatch) -> Vec<u8>,
     S: FnMut(FeatureBatch, &[u8]) -> ScoreBatch,
 {
-    fn describe(&mut self) -> std::result::Result<ScorerSpec, String> {
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, ScoreError> {
         Ok((self.describe)())
     }
-    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String> {
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, ScoreError> {
         Ok((self.fit)(population))
     }
-    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String> {
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, ScoreError> {
         Ok((self.score)(batch, model))
     }
 }
@@ -65,22 +95,22 @@ impl Traced<'_> {
         &mut self,
         hook: &str,
         result: std::result::Result<Called<T>, CallError>,
-    ) -> std::result::Result<T, String> {
+    ) -> std::result::Result<T, ScoreError> {
         self.traces.push(self.active.callee().outcome(hook, &result));
-        result.map(|c| c.value).map_err(|e| e.to_string())
+        result.map(|c| c.value).map_err(|e| ScoreError::Call(Box::new(e)))
     }
 }
 
 impl Scorer for Traced<'_> {
-    fn describe(&mut self) -> std::result::Result<ScorerSpec, String> {
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, ScoreError> {
         let r = self.session.describe();
         self.keep("describe", r)
     }
-    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String> {
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, ScoreError> {
         let r = self.session.fit(population);
         self.keep("fit", r)
     }
-    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String> {
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, ScoreError> {
         let r = self.session.score(batch, model);
         self.keep("score", r)
     }
@@ -119,29 +149,27 @@ impl Pipeline {
         for active in &plugins.scorers {
             let ctx = active.context(&data, &self.shared.settings.scorer_limits);
             let mut traced = Traced { session: active.plugin.session(&ctx), active, traces: Vec::new() };
-            let result = (|| -> std::result::Result<(), String> {
+            let result = (|| -> std::result::Result<(), ScoreError> {
                 let spec = traced.describe()?;
                 let model = match spec.needs_fit {
-                    true => match org
-                        .scorer_model(&active.row.name, active.row.active_version)
-                        .map_err(|e| e.to_string())?
-                    {
+                    true => match org.scorer_model(&active.row.name, active.row.active_version)? {
                         Some((model, _)) => model,
-                        None => return Err("no fitted model for this version yet; run a rescore job".into()),
+                        None => return Err(ScoreError::NotFitted),
                     },
                     false => Vec::new(),
                 };
-                let batch = org.features(&ids, &spec.features, now_ms()).map_err(|e| e.to_string())?;
+                let batch = org.features(&ids, &spec.features, now_ms())?;
                 let out = traced.score(batch, &model)?;
                 check_batch(&out, ids.len())?;
-                org.write(|tx| tx.save_scores(&active.row.name, &out, &ids, now_ms())).map_err(|e| e.to_string())?;
+                org.write(|tx| tx.save_scores(&active.row.name, &out, &ids, now_ms()))?;
                 Ok(())
             })();
             let mut mine = std::mem::take(&mut traced.traces);
             for t in &mut mine {
                 t.customer = (ids.len() == 1).then_some(ids[0]);
             }
-            if let Err(message) = result {
+            if let Err(error) = result {
+                let message = error.to_string();
                 tracing::warn!(org = %org.org().slug, plugin = %active.row.name, "incremental rescore: {message}");
                 if mine.iter().all(|t| t.outcome != crate::store::TraceOutcome::Error) {
                     mine.push(TraceRecord {
@@ -284,8 +312,8 @@ impl Pipeline {
         }
         match self.rescore_loop(store, &job, scorers, max_batches) {
             Ok(()) => {}
-            Err(message) => {
-                store.write(|tx| tx.finish_job(id, Some(&message)))?;
+            Err(error) => {
+                store.write(|tx| tx.finish_job(id, Some(&error.to_string())))?;
             }
         }
         Ok(store.job(id)?.expect("the job exists"))
@@ -297,22 +325,21 @@ impl Pipeline {
         job: &Job,
         scorers: &mut [Scoring<'_>],
         max_batches: Option<usize>,
-    ) -> std::result::Result<(), String> {
-        let sql = |e: crate::store::StoreError| e.to_string();
+    ) -> std::result::Result<(), ScoreError> {
         let now = now_ms();
         let batch_size = self.shared.settings.score_batch;
         let mut specs = Vec::new();
         let mut models = Vec::new();
         for s in scorers.iter_mut() {
-            let spec = s.scorer.describe().map_err(|e| format!("scorer `{}`: {e}", s.name))?;
+            let spec = s.scorer.describe().map_err(|e| e.of(&s.name))?;
             let model = if spec.needs_fit {
                 // A model this job already fitted (before a restart) is reused; an older one is not.
-                match store.scorer_model(&s.name, s.version).map_err(sql)? {
+                match store.scorer_model(&s.name, s.version)? {
                     Some((model, fitted_at)) if fitted_at >= job.created_at => model,
                     _ => {
-                        let population = self.population(store, &spec, now, batch_size).map_err(sql)?;
-                        let model = s.scorer.fit(population).map_err(|e| format!("scorer `{}`: {e}", s.name))?;
-                        store.write(|tx| tx.save_model(&s.name, s.version, &model)).map_err(sql)?;
+                        let population = self.population(store, &spec, now, batch_size)?;
+                        let model = s.scorer.fit(population).map_err(|e| e.of(&s.name))?;
+                        store.write(|tx| tx.save_model(&s.name, s.version, &model))?;
                         model
                     }
                 }
@@ -327,25 +354,23 @@ impl Pipeline {
             if max_batches.is_some_and(|m| batches >= m) {
                 return Ok(());
             }
-            let ids = store.scorable_ids(cursor, batch_size as u32).map_err(sql)?;
+            let ids = store.scorable_ids(cursor, batch_size as u32)?;
             let Some(&last) = ids.last() else { break };
             let mut outs = Vec::with_capacity(scorers.len());
             for ((s, spec), model) in scorers.iter_mut().zip(&specs).zip(&models) {
-                let batch = store.features(&ids, &spec.features, now).map_err(sql)?;
-                let out = s.scorer.score(batch, model).map_err(|e| format!("scorer `{}`: {e}", s.name))?;
-                check_batch(&out, ids.len()).map_err(|e| format!("scorer `{}`: {e}", s.name))?;
+                let batch = store.features(&ids, &spec.features, now)?;
+                let out = s.scorer.score(batch, model).map_err(|e| e.of(&s.name))?;
+                check_batch(&out, ids.len()).map_err(|e| e.of(&s.name))?;
                 outs.push(out);
             }
             done += ids.len() as u64;
             cursor = last as i64;
-            store
-                .write(|tx| {
-                    for (s, out) in scorers.iter().zip(&outs) {
-                        tx.save_scores(&s.name, out, &ids, now)?;
-                    }
-                    tx.job_progress(job.id, done, cursor)
-                })
-                .map_err(sql)?;
+            store.write(|tx| {
+                for (s, out) in scorers.iter().zip(&outs) {
+                    tx.save_scores(&s.name, out, &ids, now)?;
+                }
+                tx.job_progress(job.id, done, cursor)
+            })?;
             batches += 1;
         }
         store
@@ -359,7 +384,7 @@ impl Pipeline {
                     json!({ "kind": job.kind, "customers": done, "scorers": scorers.iter().map(|s| &s.name).collect::<Vec<_>>() }),
                 )
             })
-            .map_err(sql)?;
+            ?;
         Ok(())
     }
 
@@ -392,7 +417,7 @@ impl Pipeline {
 }
 
 /// A score batch must have one value per customer in every column.
-fn check_batch(out: &ScoreBatch, n: usize) -> std::result::Result<(), String> {
+fn check_batch(out: &ScoreBatch, n: usize) -> std::result::Result<(), ScoreError> {
     let bad = out
         .scores
         .iter()
@@ -401,19 +426,19 @@ fn check_batch(out: &ScoreBatch, n: usize) -> std::result::Result<(), String> {
         .chain(out.explanations.iter().map(|e| (&e.name, e.values.len())))
         .find(|(_, len)| *len != n);
     match bad {
-        Some((name, len)) => Err(format!("returned {len} values for `{name}` for a batch of {n} customers")),
+        Some((name, len)) => Err(ScoreError::BadBatch { column: name.clone(), len, customers: n }),
         None => Ok(()),
     }
 }
 
 impl<T: Scorer + ?Sized> Scorer for &mut T {
-    fn describe(&mut self) -> std::result::Result<ScorerSpec, String> {
+    fn describe(&mut self) -> std::result::Result<ScorerSpec, ScoreError> {
         (**self).describe()
     }
-    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, String> {
+    fn fit(&mut self, population: FeatureBatch) -> std::result::Result<Vec<u8>, ScoreError> {
         (**self).fit(population)
     }
-    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, String> {
+    fn score(&mut self, batch: FeatureBatch, model: &[u8]) -> std::result::Result<ScoreBatch, ScoreError> {
         (**self).score(batch, model)
     }
 }

@@ -28,7 +28,7 @@ impl OrgStore {
                 select.push(label_before(name, label, &mut params)?);
                 continue;
             }
-            let f = filter::field(name).map_err(invalid)?;
+            let f = filter::field(name).map_err(|e| invalid(e.to_string()))?;
             by_tag |= f == filter::Field::Tag;
             select.push(filter::field_sql(&f, &mut params));
         }
@@ -37,7 +37,7 @@ impl OrgStore {
                 (None, AggregateOp::Count) => select.push("NULL".into()),
                 (None, op) => return Err(invalid(format!("`{}` needs a field to aggregate", op.name()))),
                 (Some(name), _) => {
-                    let f = filter::field(name).map_err(invalid)?;
+                    let f = filter::field(name).map_err(|e| invalid(e.to_string()))?;
                     if matches!(f.ty(), filter::Type::Text) || f == filter::Field::Tag {
                         return Err(invalid(format!("`{name}` is text; aggregate a number or a time")));
                     }

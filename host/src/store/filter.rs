@@ -177,10 +177,15 @@ impl fmt::Display for Type {
 /// A field named outside a filter (an aggregation's field or a group-by).
 ///
 /// # Errors
-/// The name of the unknown field, with the list of fields.
-pub fn field(name: &str) -> Result<Field, String> {
-    Field::parse(name.trim()).ok_or_else(|| format!("unknown field `{name}`; the fields are {FIELDS}"))
+/// [`UnknownField`]: no field has this name.
+pub fn field(name: &str) -> Result<Field, UnknownField> {
+    Field::parse(name.trim()).ok_or_else(|| UnknownField(name.to_owned()))
 }
+
+/// A name that is no field of the filter language; its message lists the fields.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown field `{0}`; the fields are {FIELDS}")]
+pub struct UnknownField(pub String);
 
 /// A field's SQL expression over the customer row `c`, its values bound in `params` (tags are
 /// not a column: join `customer_tags t` and use `t.tag`).
