@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::writes::{CustomerRecord, DistributorRecord, ExternalRef, Key, Write};
-use super::{Chain, Judging, Pipeline, PipelineError, Result};
+use super::{Batch, Chain, Judging, Pipeline, PipelineError, Result};
 use crate::model::{Actor, Attributes, Interaction, InteractionKind, Money, Operation, Origin, Role, Ticket};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -303,7 +303,7 @@ impl ImportKind {
 
 /// Records read but not yet applied, with the source keys they write.
 #[derive(Default)]
-struct Batch {
+struct Pending {
     lines: Vec<u64>,
     writes: Vec<Write>,
     written: HashSet<Key>,
@@ -344,7 +344,7 @@ impl Pipeline {
         };
         let mut records = Records::new(reader, format)?;
         let mut report = ImportReport::default();
-        let mut batch = Batch::default();
+        let mut batch = Pending::default();
         let mut last_line = 0;
         loop {
             let next = records.next()?;
@@ -385,13 +385,14 @@ impl Pipeline {
         &self,
         org: &crate::store::OrgStore,
         actor: &Actor,
-        batch: &mut Batch,
+        batch: &mut Pending,
         report: &mut ImportReport,
         judging: Judging,
     ) -> Result<()> {
-        let Batch { lines, writes, .. } = std::mem::take(batch);
+        let Pending { lines, writes, .. } = std::mem::take(batch);
         let mut chain = Chain::default();
-        let results = self.apply_all(org, actor, Origin::Import, 0, &writes, &mut chain, judging);
+        let at = Batch { org, actor, origin: Origin::Import, depth: 0 };
+        let results = self.apply_all(at, &writes, &mut chain, judging);
         let results = match results {
             Ok(results) => results,
             Err(e) => {

@@ -393,7 +393,8 @@ impl Pipeline {
         write: Write,
         chain: &mut Chain,
     ) -> Result<Option<Option<Entity>>> {
-        let mut results = self.apply_all(org, actor, origin, depth, &[write], chain, Judging::Policies)?;
+        let at = Batch { org, actor, origin, depth };
+        let mut results = self.apply_all(at, &[write], chain, Judging::Policies)?;
         results.pop().expect("one result per write").map(|l| l.map(|l| l.record))
     }
 
@@ -401,17 +402,14 @@ impl Pipeline {
     /// transaction (each in a savepoint, so one bad record does not sink the others), judge again
     /// whatever changed meanwhile, then run the after hooks of what landed. One result per write,
     /// in order; `Err` only when the batch's transaction itself failed.
-    #[allow(clippy::too_many_arguments)]
-    fn apply_all(
+    pub(crate) fn apply_all(
         &self,
-        org: &OrgStore,
-        actor: &Actor,
-        origin: Origin,
-        depth: u32,
+        at: Batch<'_>,
         writes: &[Write],
         chain: &mut Chain,
         judging: Judging,
     ) -> Result<Vec<Result<Option<Landed>>>> {
+        let org = at.org;
         let plugins = match judging {
             Judging::Policies => self.plugins_of(org)?,
             Judging::Bypass => Arc::new(OrgPlugins::default()),
@@ -423,7 +421,7 @@ impl Pipeline {
         for _ in 0..=REJUDGE {
             let mut judged = Vec::new();
             for &i in &todo {
-                match self.judge_write(org, &plugins, &data, actor, origin, depth, &writes[i], chain) {
+                match self.judge_write(at, &plugins, &data, &writes[i], chain) {
                     Ok(Some(j)) => judged.push((i, j)),
                     Ok(None) => results[i] = Some(Ok(None)),
                     Err(e) => results[i] = Some(Err(e)),
@@ -433,7 +431,7 @@ impl Pipeline {
             if judged.is_empty() {
                 break;
             }
-            let committed = self.commit(org, actor, origin, depth, writes, &judged, chain)?;
+            let committed = self.commit(at, writes, &judged, chain)?;
             for ((i, mut j), outcome) in judged.into_iter().zip(committed) {
                 match outcome {
                     Committed::Stored(record) => {
@@ -465,18 +463,15 @@ impl Pipeline {
     }
 
     /// Build a write's change from what is stored and judge it with the enabled policies.
-    #[allow(clippy::too_many_arguments)]
     fn judge_write(
         &self,
-        org: &OrgStore,
+        at: Batch<'_>,
         plugins: &OrgPlugins,
         data: &Arc<dyn crate::plugins::DataSource>,
-        actor: &Actor,
-        origin: Origin,
-        depth: u32,
         write: &Write,
         chain: &mut Chain,
     ) -> Result<Option<Judged>> {
+        let Batch { org, actor, origin, depth } = at;
         let kind = write.kind();
         let stored = kind.stored(org)?;
         let proposed = kind.propose(org, stored.clone())?;
@@ -518,17 +513,14 @@ impl Pipeline {
     /// Commit judged writes in one short transaction (SQL only: no plugin runs here), with their
     /// audit rows, the chain's traces and its denials' events. A write whose record is no longer
     /// what was judged is left out (`Stale`) to be judged again.
-    #[allow(clippy::too_many_arguments)]
     fn commit(
         &self,
-        org: &OrgStore,
-        actor: &Actor,
-        origin: Origin,
-        depth: u32,
+        at: Batch<'_>,
         writes: &[Write],
         judged: &[(usize, Judged)],
         chain: &mut Chain,
     ) -> Result<Vec<Committed>> {
+        let Batch { org, actor, origin, depth } = at;
         // The organization's buffered traces go first, so that an erasure below removes any that
         // concern its customer.
         let pending = self.take_traces(org);
@@ -803,6 +795,16 @@ impl Pipeline {
 /// How many times a write whose record changed while it was judged is judged again before it is
 /// refused as a conflict.
 pub const REJUDGE: usize = 3;
+
+/// What every write of one `apply_all` shares: the organization, who writes, why, and how deep
+/// in its chain of follow-up actions.
+#[derive(Clone, Copy)]
+pub(crate) struct Batch<'a> {
+    pub org: &'a OrgStore,
+    pub actor: &'a Actor,
+    pub origin: Origin,
+    pub depth: u32,
+}
 
 /// Whether a batch meets the organization's policies, or is an owner's audited bypass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

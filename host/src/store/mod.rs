@@ -410,11 +410,6 @@ impl OrgStore {
         load_customer(&*self.conn()?, self.org.id, id)
     }
 
-    /// The customer as it would be stored (see [`OrgTx::normalized`]).
-    pub fn normalized(&self, c: Customer) -> Customer {
-        normalized(c, self.org.default_country_code.as_deref())
-    }
-
     /// An interaction by its id.
     ///
     /// # Errors
@@ -805,12 +800,6 @@ impl OrgTx<'_> {
         }
         self.tx.prepare_cached("RELEASE record")?.execute([])?;
         result
-    }
-
-    /// The customer as it will be stored: trimmed contact details, the phone in E.164 when its
-    /// country is known, tags sorted and unique. Compare against this to detect real changes.
-    pub fn normalized(&self, c: Customer) -> Customer {
-        normalized(c, self.country)
     }
 
     fn matching_keys(&self, c: &Customer) -> (Option<String>, Option<String>) {
