@@ -703,3 +703,31 @@ fn a_write_whose_record_changed_while_it_was_judged_is_judged_again() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The scope holds in the pipeline itself, not only in the API's handlers: a scoped caller's
+/// write to a customer outside the scope answers "missing", and one that would move a customer
+/// out of it is refused, with nothing written either way.
+#[test]
+fn a_scoped_write_sees_nothing_outside_its_scope_and_moves_nothing_out_of_it() {
+    use rapport::store::Scope;
+    let (_dir, p) = setup(Settings::default());
+    let mine = stored(&create(&p, json!({ "name": "Anan", "branch": "BKK" })).unwrap());
+    let theirs = stored(&create(&p, json!({ "name": "Boon", "branch": "CNX" })).unwrap());
+    let bkk = Scope { branch: Some("BKK".into()), distributor: None };
+    let agent = Actor { name: "bkk".into(), role: rapport::model::Role::Agent };
+    let write = |c: Customer| p.write_in("acme", &agent, &bkk, Origin::Api, Write::UpdateCustomer(c));
+
+    let err = write(Customer { name: Some("Renamed".into()), ..theirs.clone() }).unwrap_err();
+    assert!(matches!(err, PipelineError::NotFound(_)), "{err}");
+    assert_eq!(err.to_string(), format!("customer {} does not exist", theirs.id));
+    let err = write(Customer { branch: Some("CNX".into()), ..mine.clone() }).unwrap_err();
+    assert!(matches!(err, PipelineError::OutOfScope(_)), "{err}");
+    assert!(err.to_string().contains("branch = \"BKK\""), "{err}");
+
+    let org = p.org("acme").unwrap();
+    assert_eq!(org.customer(theirs.id).unwrap().unwrap().name.as_deref(), Some("Boon"));
+    assert_eq!(org.customer(mine.id).unwrap().unwrap().branch.as_deref(), Some("BKK"));
+    // Inside the scope the same caller writes as anyone would.
+    let out = write(Customer { name: Some("Anan J.".into()), ..mine }).unwrap();
+    assert_eq!(stored(&out).name.as_deref(), Some("Anan J."));
+}
