@@ -12,11 +12,12 @@
 //! 10 000 ids), then one `store::timeline` per customer (at most 9 000: a stable sample of a
 //! larger organization, like the scorer's).
 
+use churn_model::Config;
 use churn_model::fit::{self, Fitted};
-use churn_model::{Config, Seen, TicketSeen};
+use churn_model::sdk::timeline;
 use rapport_plugin::{
-    AggregateOp, AggregateQuery, AggregateResult, Aggregation, Cell, Chart, ChartKind, ColumnType, InteractionKind,
-    PluginError, Report, ReportColumn, Reporter, TicketStatus, store,
+    AggregateOp, AggregateQuery, AggregateResult, Aggregation, Cell, Chart, ChartKind, ColumnType, PluginError, Report,
+    ReportColumn, Reporter, store,
 };
 use serde::Deserialize;
 
@@ -77,28 +78,6 @@ fn bought_by(cutoff: i64) -> Result<Vec<u64>, PluginError> {
         start += WINDOW;
     }
     Ok(out)
-}
-
-/// A customer's newest interactions before `before`, reduced to what the factors read (as the
-/// scorer reads them).
-fn timeline(customer: u64, before: i64) -> Vec<Seen> {
-    store::timeline(customer, Some(before), 500)
-        .into_iter()
-        .map(|i| {
-            let text = [i.subject.as_deref(), i.body.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-            let ticket = match (&i.kind, &i.ticket) {
-                (InteractionKind::Ticket, Some(t)) => Some(TicketSeen {
-                    occurred_at: i.occurred_at,
-                    open: !matches!(t.status, TicketStatus::Closed),
-                    due_at: t.due_at,
-                    closed_at: t.closed_at,
-                }),
-                _ => None,
-            };
-            let purchase = matches!(i.kind, InteractionKind::Purchase);
-            Seen { occurred_at: i.occurred_at, source: i.source, text, ticket, purchase }
-        })
-        .collect()
 }
 
 fn rows(f: &Fitted) -> Vec<Vec<Cell>> {
@@ -183,8 +162,10 @@ impl Reporter for ChurnFit {
             candidates.select_nth_unstable(FIT_READS);
             candidates.truncate(FIT_READS);
         }
-        let samples: Vec<fit::Sample> =
-            candidates.iter().filter_map(|&(_, id)| fit::sample(&config, cutoff, id, &timeline(id, end + 1))).collect();
+        let samples: Vec<fit::Sample> = candidates
+            .iter()
+            .filter_map(|&(_, id)| fit::sample(&config, cutoff, id, &timeline(id, Some(end + 1), 500)))
+            .collect();
         let fitted = fit::fit(&config, &samples);
         let title = format!(
             "Churn model: customers as of {}, churned = no purchase in the next {} days; {}{}",

@@ -14,10 +14,11 @@
 //! `churn-fit` reporter; this file speaks the contract.
 
 use churn_model::fit::{self, Model};
-use churn_model::{Config, FACTORS, LABELS, Seen, TicketSeen};
+use churn_model::sdk::timeline;
+use churn_model::{Config, FACTORS, LABELS};
 use rapport_plugin::{
     Column, Feature, FeatureBatch, InteractionKind, LabelColumn, Measure, PluginError, ScoreBatch, ScoreDef, Scorer,
-    ScorerSpec, TextColumn, TicketStatus, log, store,
+    ScorerSpec, TextColumn, log,
 };
 
 rapport_plugin::config_schema!("../config.schema.json");
@@ -55,28 +56,6 @@ const SCORES: [(&str, &str); 14] = [
 const FIT_READS: usize = 9_000;
 
 struct ChurnRisk;
-
-/// A customer's newest interactions before `before` (all when none), reduced to what the factors
-/// read.
-fn timeline(customer: u64, before: Option<i64>, limit: u32) -> Vec<Seen> {
-    store::timeline(customer, before, limit)
-        .into_iter()
-        .map(|i| {
-            let text = [i.subject.as_deref(), i.body.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-            let ticket = match (&i.kind, &i.ticket) {
-                (InteractionKind::Ticket, Some(t)) => Some(TicketSeen {
-                    occurred_at: i.occurred_at,
-                    open: !matches!(t.status, TicketStatus::Closed),
-                    due_at: t.due_at,
-                    closed_at: t.closed_at,
-                }),
-                _ => None,
-            };
-            let purchase = matches!(i.kind, InteractionKind::Purchase);
-            Seen { occurred_at: i.occurred_at, source: i.source, text, ticket, purchase }
-        })
-        .collect()
-}
 
 impl Scorer for ChurnRisk {
     fn describe() -> Result<ScorerSpec, PluginError> {
